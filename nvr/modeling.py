@@ -1,0 +1,322 @@
+"""Trainable embedding models: a Hugging Face encoder or decoder plus pooling.
+
+:class:`EmbeddingModel` wraps ``transformers.AutoModel`` with
+
+* pooling ``mean`` | ``cls`` | ``last`` (last non-padding token; works for left or right
+  padding), optional L2 normalisation;
+* optional *instruction masking*: with ``skip_instruction=True`` the tokens of the query
+  prefix (the instruction, e.g. ``"Given a question, retrieve passages: "``) are left out of
+  the mean pool, as NV-Retriever / NV-Embed do. Passage prefixes are always pooled;
+* bidirectional attention for decoder-only LLMs (Mistral, Llama, Qwen2, ...), see
+  :func:`make_bidirectional`;
+* LoRA adapters through ``peft`` (see :func:`apply_lora`), gradient checkpointing.
+
+Saved folders are plain Hugging Face model folders (``config.json``, ``model.safetensors``,
+tokenizer files) plus ``nvr_pooling.json`` holding the pooling settings, so any
+``transformers.AutoModel.from_pretrained`` loads the weights. LoRA adapters are *merged into
+the weights* when saving (the folder never needs ``peft``); the adapter-only state is what
+training checkpoints keep (see :mod:`nvr.train`).
+
+:func:`pool` mirrors ``nvr.encode.pool`` (same signature and semantics); it lives here too so
+training does not depend on the inference module.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ConfigError
+from .io import atomic_dir, write_json
+from .runtime import log
+
+POOLINGS = ("mean", "cls", "last")
+POOLING_FILE = "nvr_pooling.json"
+LORA_KEYS = {"r", "alpha", "dropout", "target_modules"}
+
+
+# --------------------------------------------------------------------------- pooling
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str,
+         skip_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Pool token states ``hidden`` (B, L, d) into (B, d).
+
+    ``mean``: average over tokens with ``attention_mask`` 1 and ``skip_mask`` False (skip_mask
+    marks instruction tokens to leave out). ``cls``: first position. ``last``: the last
+    position whose attention mask is 1 (right or left padding).
+    """
+    if pooling == "mean":
+        keep = attention_mask.bool()
+        if skip_mask is not None:
+            keep = keep & ~skip_mask.bool()
+        w = keep.to(hidden.dtype).unsqueeze(-1)
+        return (hidden * w).sum(1) / w.sum(1).clamp(min=1e-9)
+    if pooling == "cls":
+        return hidden[:, 0]
+    if pooling == "last":
+        L = attention_mask.shape[1]
+        pos = torch.arange(L, device=attention_mask.device).expand_as(attention_mask)
+        idx = (pos * attention_mask.long()).argmax(1)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), idx]
+    raise ConfigError(f"pooling: '{pooling}' is not one of {', '.join(POOLINGS)}")
+
+
+# --------------------------------------------------------------------------- decoders
+def is_decoder_only(config) -> bool:
+    """True for causal LMs without a masked-LM head (Mistral, Llama, Qwen2, GPT-2 ...)."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    mt = getattr(config, "model_type", None)
+    if getattr(config, "is_encoder_decoder", False):
+        return False
+    return mt in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and mt not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def make_bidirectional(model: nn.Module) -> int:
+    """Turn causal self-attention into bidirectional attention, in place.
+
+    transformers 5.x builds its masks in ``masking_utils.create_causal_mask``, which returns a
+    bidirectional (padding-only) mask when ``config.is_causal`` is False; SDPA / flash kernels
+    additionally read ``module.is_causal`` when the mask is skipped (no padding), so that flag
+    is cleared on every attention module too. The saved ``config.json`` keeps
+    ``is_causal: false``. Returns the number of modules changed.
+    """
+    n = 0
+    for mod in model.modules():
+        cfg = getattr(mod, "config", None)
+        if cfg is not None and hasattr(cfg, "to_dict"):
+            cfg.is_causal = False
+            if hasattr(cfg, "use_cache"):
+                cfg.use_cache = False
+        if hasattr(mod, "is_causal") and isinstance(mod.is_causal, bool):
+            mod.is_causal = False
+            n += 1
+    return n
+
+
+# --------------------------------------------------------------------------- LoRA
+def check_lora(lora: dict | None, where: str) -> None:
+    """Validate a LoRA spec ``{"r", "alpha", "dropout", "target_modules"}``."""
+    if lora is None:
+        return
+    if not isinstance(lora, dict):
+        raise ConfigError(f"{where}: expected a mapping with keys {sorted(LORA_KEYS)}")
+    for k in lora:
+        if k not in LORA_KEYS:
+            raise ConfigError(f"{where}.{k}: unknown key; valid keys: {', '.join(sorted(LORA_KEYS))}")
+    r = lora.get("r", 16)
+    if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
+        raise ConfigError(f"{where}.r: must be a positive integer, got {r!r}")
+    a = lora.get("alpha", 2 * r)
+    if not isinstance(a, (int, float)) or isinstance(a, bool) or a <= 0:
+        raise ConfigError(f"{where}.alpha: must be > 0, got {a!r}")
+    d = lora.get("dropout", 0.0)
+    if not isinstance(d, (int, float)) or isinstance(d, bool) or not 0 <= d < 1:
+        raise ConfigError(f"{where}.dropout: must be in [0, 1), got {d!r}")
+    t = lora.get("target_modules")
+    if t is not None and not (isinstance(t, str) or (isinstance(t, list) and all(isinstance(x, str) for x in t) and t)):
+        raise ConfigError(f"{where}.target_modules: expected a non-empty list of module names, got {t!r}")
+
+
+def apply_lora(model: nn.Module, lora: dict) -> nn.Module:
+    """Wrap ``model`` with peft LoRA adapters; only the adapters stay trainable.
+
+    ``target_modules`` defaults to peft's per-architecture choice (``q_proj``/``v_proj`` for
+    Mistral, ``query``/``value`` for BERT).
+    """
+    from peft import LoraConfig, get_peft_model
+
+    check_lora(lora, "lora")
+    r = int(lora.get("r", 16))
+    cfg = LoraConfig(
+        r=r,
+        lora_alpha=float(lora.get("alpha", 2 * r)),
+        lora_dropout=float(lora.get("dropout", 0.0)),
+        target_modules=lora.get("target_modules"),
+        bias="none",
+    )
+    return get_peft_model(model, cfg)
+
+
+# --------------------------------------------------------------------------- the model
+class EmbeddingModel(nn.Module):
+    """HF backbone + pooling (+ LoRA, bidirectional attention, instruction masking)."""
+
+    def __init__(self, model: nn.Module, tokenizer, *, pooling: str = "mean", normalize: bool = True,
+                 query_prefix: str = "", passage_prefix: str = "", skip_instruction: bool = False,
+                 bidirectional: bool = False):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ConfigError(f"pooling: '{pooling}' is not one of {', '.join(POOLINGS)}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.pooling = pooling
+        self.normalize = normalize
+        self.query_prefix = query_prefix
+        self.passage_prefix = passage_prefix
+        self.skip_instruction = skip_instruction
+        self.bidirectional = bidirectional
+        if tokenizer is not None and tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+        if bidirectional:
+            make_bidirectional(self.model)
+
+    # ---- construction
+    @classmethod
+    def from_pretrained(cls, ref: str, *, pooling: str | None = None, normalize: bool | None = None,
+                        query_prefix: str | None = None, passage_prefix: str | None = None,
+                        skip_instruction: bool | None = None, bidirectional: bool | None = None,
+                        lora: dict | None = None, gradient_checkpointing: bool = False,
+                        device: str = "cpu", dtype: torch.dtype = torch.float32,
+                        revision: str | None = None, trust_remote_code: bool = False) -> "EmbeddingModel":
+        """Load ``ref`` (``pkg:`` name, folder or hub id). Settings left ``None`` come from the
+        folder's ``nvr_pooling.json`` when present, else the defaults (mean, normalised, no
+        prefixes; bidirectional attention for decoder-only models)."""
+        from transformers import AutoModel, AutoTokenizer
+
+        from .models import resolve_model
+
+        path = resolve_model(ref)
+        saved = {}
+        pf = Path(path) / POOLING_FILE
+        if pf.is_file():
+            saved = json.loads(pf.read_text(encoding="utf-8"))
+        tok = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+        model = AutoModel.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code, dtype=dtype)
+        if bidirectional is None:
+            bidirectional = saved.get("bidirectional", is_decoder_only(model.config))
+        if gradient_checkpointing:
+            model.config.use_cache = False
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if bidirectional:
+            make_bidirectional(model)
+        if lora:
+            model = apply_lora(model, lora)
+        pick = lambda v, k, d: v if v is not None else saved.get(k, d)  # noqa: E731
+        em = cls(model, tok,
+                 pooling=pick(pooling, "pooling", "mean"),
+                 normalize=pick(normalize, "normalize", True),
+                 query_prefix=pick(query_prefix, "query_prefix", ""),
+                 passage_prefix=pick(passage_prefix, "passage_prefix", ""),
+                 skip_instruction=pick(skip_instruction, "skip_instruction", False),
+                 bidirectional=bool(bidirectional))
+        return em.to(device)
+
+    load = from_pretrained
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def is_lora(self) -> bool:
+        try:
+            from peft import PeftModel
+        except ImportError:  # pragma: no cover
+            return False
+        return isinstance(self.model, PeftModel)
+
+    def settings(self) -> dict:
+        """What ``nvr_pooling.json`` records."""
+        return {"pooling": self.pooling, "normalize": self.normalize, "query_prefix": self.query_prefix,
+                "passage_prefix": self.passage_prefix, "skip_instruction": self.skip_instruction,
+                "bidirectional": self.bidirectional}
+
+    # ---- tokenisation and forward
+    def tokenize(self, texts: list[str], kind: str, max_length: int) -> dict:
+        """Prefix and tokenise ``texts`` (``kind`` is ``query`` or ``passage``), padded to the
+        longest. Adds ``skip_mask`` (instruction tokens) for queries with ``skip_instruction``."""
+        if kind not in ("query", "passage"):
+            raise ValueError(f"kind must be 'query' or 'passage', got {kind!r}")
+        prefix = self.query_prefix if kind == "query" else self.passage_prefix
+        full = [prefix + t for t in texts]
+        want_skip = kind == "query" and self.skip_instruction and bool(prefix)
+        enc = self.tokenizer(full, padding=True, truncation=True, max_length=max_length, return_tensors="pt",
+                             return_offsets_mapping=want_skip and self.tokenizer.is_fast)
+        batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        if want_skip:
+            if "offset_mapping" in enc:
+                off = enc["offset_mapping"]
+                # real tokens (end > 0) lying inside the prefix; special tokens keep (0, 0)
+                skip = (off[..., 1] > 0) & (off[..., 1] <= len(prefix))
+            else:  # slow tokenizer: count the prefix tokens after the leading special tokens
+                n = len(self.tokenizer(prefix, add_special_tokens=False)["input_ids"])
+                lead = len(self.tokenizer("", add_special_tokens=True)["input_ids"])
+                lead = min(lead, 1)
+                skip = torch.zeros_like(batch["input_ids"], dtype=torch.bool)
+                skip[:, lead:lead + n] = True
+            batch["skip_mask"] = skip & batch["attention_mask"].bool()
+        return batch
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                skip_mask: torch.Tensor | None = None, normalize: bool | None = None) -> torch.Tensor:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+        emb = pool(hidden, attention_mask, self.pooling, skip_mask)
+        if self.normalize if normalize is None else normalize:
+            emb = F.normalize(emb.float(), dim=-1)
+        return emb
+
+    @torch.no_grad()
+    def encode(self, texts: list[str], kind: str = "passage", max_length: int = 128,
+               batch_size: int = 32) -> torch.Tensor:
+        """Embeddings of ``texts`` (no gradient, eval mode restored afterwards)."""
+        was = self.training
+        self.eval()
+        try:
+            outs = []
+            for i in range(0, len(texts), batch_size):
+                b = {k: v.to(self.device) for k, v in self.tokenize(texts[i:i + batch_size], kind, max_length).items()}
+                outs.append(self(**b).float().cpu())
+            return torch.cat(outs) if outs else torch.empty(0)
+        finally:
+            self.train(was)
+
+    # ---- trainable state (checkpoints) and saving
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only the parameters that train (all of them, or the LoRA adapters)."""
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v.detach().contiguous() for k, v in self.state_dict().items() if k in names}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        missing = [k for k in state if k not in dict(self.named_parameters())]
+        if missing:
+            raise ConfigError(f"checkpoint does not match the model (e.g. {missing[0]!r}); delete the work folder")
+        self.load_state_dict(state, strict=False)
+
+    def merge_lora(self) -> None:
+        """Merge LoRA adapters into the base weights in place (no-op without LoRA)."""
+        if self.is_lora:
+            self.model = self.model.merge_and_unload()
+
+    def write(self, folder: str | Path) -> None:
+        """Write the HF folder into an existing (temporary) ``folder``; merges LoRA first."""
+        folder = Path(folder)
+        self.merge_lora()
+        model = self.model
+        if self.bidirectional:
+            model.config.is_causal = False
+        model.save_pretrained(folder, safe_serialization=True)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(folder)
+        write_json(folder / POOLING_FILE, self.settings())
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Save atomically as a Hugging Face folder + ``nvr_pooling.json`` (LoRA merged)."""
+        out_dir = Path(out_dir)
+        with atomic_dir(out_dir) as tmp:
+            self.write(tmp)
+        log.info("saved model to %s", out_dir)
+        return out_dir
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    tr = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return tr, sum(p.numel() for p in model.parameters())

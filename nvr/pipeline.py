@@ -1,0 +1,372 @@
+"""The study's stages as functions: what each DVC stage (and its notebook) runs.
+
+Notebooks call these and show the results; tests call them directly. Each function
+reads the artifacts of the stages before it and writes its own through atomic writes,
+so a stage killed half-way leaves nothing under its final names.
+
+Layout (relative to the project root, all DVC outputs)::
+
+    data/                       BEIR folder + train_pairs.jsonl + hidden_positives.jsonl + topics.jsonl
+    artifacts/teachers/<t>/     candidates.npz, corpus.npy / queries.npy (+ manifests), stats.json
+    artifacts/mined/<m>.jsonl   mined negatives (+ <m>.stats.json, <m>.scores.npz)
+    models/<m>/                 fine-tuned student (HF folder) ; models/<m>-stage2/ after stage 2
+    metrics/<model>.json        NDCG@10, Recall@100, MRR@10 (DVC metrics)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .config import Study, TeacherConfig
+from .errors import ConfigError, DataError
+from .io import atomic_write, read_json, save_npy, write_json, write_jsonl
+from .runtime import log, seed_everything, setup_logging
+
+DATA = Path("data")
+ARTIFACTS = Path("artifacts")
+MODELS = Path("models")
+METRICS = Path("metrics")
+CACHE = Path("cache")
+
+
+def _root(root) -> Path:
+    return Path(root) if root is not None else Path.cwd()
+
+
+# --------------------------------------------------------------------------- prepare
+def prepare_data(study: Study, root=None) -> dict:
+    """Build ``data/``: the BEIR folder, training pairs and hidden labels."""
+    from . import data as D
+
+    setup_logging()
+    root = _root(root)
+    out = root / DATA
+    cfg = study.dataset
+    t0 = time.time()
+    if cfg.source == "wiki":
+        summary = D.build_wiki_dataset(
+            out, max_docs=cfg.max_docs, n_test=cfg.n_test, n_dev=cfg.n_dev, seed=study.seed, fn_rich=cfg.fn_rich
+        )
+    else:
+        if cfg.source == "beir_local":
+            src = Path(cfg.path).expanduser()
+            if not src.is_dir():
+                raise ConfigError(f"dataset.path: BEIR folder {src} does not exist")
+        else:
+            src = D.load_beir_hub(cfg.path, root / CACHE / "beir" / cfg.path)
+        summary = D.prepare_beir_study(
+            src, out, train_split=cfg.train_split, test_split=cfg.test_split,
+            max_train_queries=cfg.max_train_queries, max_test_queries=cfg.max_test_queries,
+            max_docs=cfg.max_docs, seed=study.seed,
+        )
+    summary["seconds"] = round(time.time() - t0, 2)
+    log.info("prepare: %s", {k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
+    return summary
+
+
+# --------------------------------------------------------------------------- teachers
+def _load_study_data(root: Path):
+    from . import data as D
+
+    ds = D.load_beir(root / DATA)
+    pairs = D.read_train_pairs(root / DATA / "train_pairs.jsonl", corpus_ids=ds.corpus)
+    return ds, pairs
+
+
+def _pad(rows: list[list[int]], fill=-1, dtype=np.int64) -> np.ndarray:
+    width = max([len(r) for r in rows] + [1])
+    out = np.full((len(rows), width), fill, dtype=dtype)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
+def encoder_config(tc: TeacherConfig, device: str = "auto"):
+    from .encode import EncoderConfig
+
+    return EncoderConfig(
+        model=tc.model, revision=tc.revision, pooling=tc.pooling, query_prefix=tc.query_prefix,
+        passage_prefix=tc.passage_prefix, max_query_length=tc.max_query_length,
+        max_passage_length=tc.max_passage_length, normalize=tc.normalize, batch_size=tc.batch_size,
+        device=device, trust_remote_code=tc.trust_remote_code,
+    )
+
+
+def embed_teacher(study: Study, name: str, root=None) -> dict:
+    """Rank candidates for every training query with teacher ``name``.
+
+    Writes ``artifacts/teachers/<name>/candidates.npz`` holding ``query_ids``,
+    ``cand_ids`` / ``cand_scores`` (Q, depth), ``pos_ids`` / ``pos_scores`` (Q, P) and
+    ``exclude_ids`` (exact-text duplicates of a positive or of the query).
+    """
+    from . import data as D
+    from . import teachers as T
+    from .mining import query_keys as make_keys
+
+    setup_logging()
+    seed_everything(study.seed)
+    root = _root(root)
+    tc = study.teacher_config(name)
+    out = root / ARTIFACTS / "teachers" / name
+    out.mkdir(parents=True, exist_ok=True)
+    ds, pairs = _load_study_data(root)
+    doc_ids = list(ds.corpus)
+    index = {d: i for i, d in enumerate(doc_ids)}
+    doc_texts = [D.doc_text(ds.corpus[d]) for d in doc_ids]
+    q_texts = [p.query for p in pairs]
+    q_ids = [p.query_id for p in pairs]
+    pos = _pad([[index[d] for d in p.positive_ids] for p in pairs])
+    if tc.depth > len(doc_ids):
+        raise ConfigError(f"teachers.{name}.depth: {tc.depth} is larger than the corpus ({len(doc_ids)} documents)")
+    t0 = time.time()
+    log.info("embed[%s]: %d queries, %d documents, depth %d", name, len(q_texts), len(doc_ids), tc.depth)
+    if tc.kind == "dense":
+        from .encode import Encoder, encode_cached
+
+        enc = Encoder(encoder_config(tc))
+        cache = root / CACHE / "embeddings" / name
+        c_emb = encode_cached(enc, doc_texts, "passage", cache / "corpus.npy")
+        q_emb = encode_cached(enc, q_texts, "query", cache / "queries.npy")
+        for fname in ("corpus.npy", "queries.npy"):
+            for suffix in ("", ".manifest.json"):
+                src, dst = cache / (fname + suffix), out / (fname + suffix)
+                if dst.exists():
+                    dst.unlink()
+                try:
+                    os.link(src, dst)
+                except OSError:
+                    import shutil
+
+                    shutil.copyfile(src, dst)
+        scores, ids = T.dense_candidates(q_emb, c_emb, tc.depth)
+        pos_scores = T.positive_scores(q_emb, c_emb, pos)
+    elif tc.kind == "bm25":
+        scores, ids = T.bm25_candidates(q_texts, doc_texts, tc.depth)
+        pos_scores = T.bm25_positive_scores(q_texts, doc_texts, pos)
+    else:
+        scores, ids = T.random_candidates(len(q_texts), len(doc_ids), tc.depth, seed=study.seed,
+                                          query_keys=make_keys(q_ids))
+        pos_scores = np.where(pos >= 0, np.float32(0), np.float32(np.nan)).astype(np.float32)
+    excl = T.exact_duplicate_exclusions(doc_texts, pos, q_texts)
+    with atomic_write(out / "candidates.npz", "wb", encoding=None) as fh:
+        np.savez(fh, query_ids=np.array(q_ids), cand_ids=ids.astype(np.int64), cand_scores=scores.astype(np.float32),
+                 pos_ids=pos, pos_scores=pos_scores.astype(np.float32), exclude_ids=excl.astype(np.int64))
+    summary = {"teacher": name, "kind": tc.kind, "queries": len(q_ids), "documents": len(doc_ids),
+               "depth": tc.depth, "seconds": round(time.time() - t0, 2)}
+    write_json(out / "summary.json", summary)
+    log.info("embed[%s]: done in %.1fs", name, summary["seconds"])
+    return summary
+
+
+def load_candidates(root, teacher: str) -> dict:
+    path = _root(root) / ARTIFACTS / "teachers" / teacher / "candidates.npz"
+    if not path.is_file():
+        raise DataError(f"{path}: not found; run the embed stage for teacher '{teacher}' first")
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+# --------------------------------------------------------------------------- mining
+def _hidden_matrix(root: Path, query_ids, doc_index) -> np.ndarray | None:
+    from . import data as D
+
+    path = root / DATA / "hidden_positives.jsonl"
+    if not path.is_file():
+        return None
+    hidden = D.read_hidden_positives(path)
+    return _pad([[doc_index[d] for d in hidden.get(q, []) if d in doc_index] for q in query_ids])
+
+
+def mine_method(study: Study, method: str, root=None, *, teacher: str | None = None, seed: int | None = None,
+                out_dir: Path | None = None, out_name: str | None = None) -> dict:
+    """Mine hard negatives with ``method`` from the teacher's candidates.
+
+    Writes ``artifacts/mined/<out_name>.jsonl`` (the mined-negatives format),
+    ``.stats.json`` (counts, score summaries, exact false-negative rate on data with
+    hidden labels) and ``.scores.npz`` (positive and negative score samples, Fig. 4).
+    """
+    from . import data as D
+    from . import mining as M
+
+    setup_logging()
+    root = _root(root)
+    teacher = teacher or study.teacher
+    cfg = study.mining_config(method, seed=seed)
+    cands = load_candidates(root, teacher)
+    ds = D.load_beir(root / DATA)
+    doc_ids = list(ds.corpus)
+    doc_index = {d: i for i, d in enumerate(doc_ids)}
+    q_ids = [str(q) for q in cands["query_ids"]]
+    t0 = time.time()
+    mined = M.mine(cands["cand_ids"], cands["cand_scores"], cands["pos_ids"], cands["pos_scores"], cfg,
+                   query_keys=M.query_keys(q_ids), exclude_ids=cands["exclude_ids"])
+    hidden = _hidden_matrix(root, q_ids, doc_index)
+    stats = M.mining_stats(mined, cands["pos_scores"], hidden_pos_ids=hidden)
+    stats.update(method=method, teacher=teacher, seed=cfg.seed, seconds=round(time.time() - t0, 3),
+                 config={k: v for k, v in vars(cfg).items()})
+    pairs = D.read_train_pairs(root / DATA / "train_pairs.jsonl")
+    by_id = {p.query_id: p for p in pairs}
+    rows = M.to_rows(mined, q_ids, [by_id[q].query for q in q_ids], [by_id[q].positive_ids for q in q_ids],
+                     cands["pos_scores"], doc_ids)
+    name = out_name or method
+    out = Path(out_dir) if out_dir is not None else root / ARTIFACTS / "mined"
+    M.write_mined(out / f"{name}.jsonl", rows)
+    pos_s, neg_s = M.score_distributions(mined, cands["pos_scores"])
+    with atomic_write(out / f"{name}.scores.npz", "wb", encoding=None) as fh:
+        np.savez(fh, positive=pos_s.astype(np.float32), negative=neg_s.astype(np.float32))
+    write_json(out / f"{name}.stats.json", _jsonable(stats))
+    log.info("mine[%s/%s]: %d rows, %s", teacher, method, len(rows),
+             {k: stats[k] for k in ("queries_full", "queries_short", "false_negative_rate") if k in stats})
+    return stats
+
+
+ABLATION_METHOD = "percpos095"  # paper Table 1 compares teachers under TopK-PercPos 95%
+
+
+def teacher_ablation_mining(study: Study, teacher: str, root=None) -> dict:
+    """Mine with PercPos 95% (naive top-k for the random teacher) from ``teacher``'s candidates.
+
+    Writes ``artifacts/teachers/<teacher>/mined.{jsonl,stats.json,scores.npz}`` for the teacher
+    table (false-negative rate, score distributions, top-k overlap between teachers).
+    """
+    root = _root(root)
+    method = ABLATION_METHOD if ABLATION_METHOD in study.mining["methods"] else study.method_names()[0]
+    if study.teacher_config(teacher).kind == "random":
+        method = "naive" if "naive" in study.mining["methods"] else method
+    return mine_method(study, method, root, teacher=teacher, out_dir=root / ARTIFACTS / "teachers" / teacher,
+                       out_name="mined")
+
+
+def write_loss_curve(summary: dict, name: str, root=None) -> list[dict]:
+    """Write the training curve as a DVC plot file ``reports/04_finetune/<name>.loss.json``."""
+    rows = [{"step": int(r["step"]), "loss": float(r["loss"]), "lr": float(r["lr"])} for r in summary["log"]]
+    path = _root(root) / "reports" / "04_finetune" / f"{name}.loss.json"
+    write_json(path, rows)
+    return rows
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, float) and obj != obj:
+        return None
+    return obj
+
+
+# --------------------------------------------------------------------------- training
+def retrieval_examples(root: Path, mined_path: Path, num_negatives: int):
+    """TrainExamples (query, first positive, mined negatives) from a mined-negatives file."""
+    from . import data as D
+    from .mining import read_mined
+    from .train import TrainExample
+
+    ds = D.load_beir(root / DATA)
+    text = {d: D.doc_text(doc) for d, doc in ds.corpus.items()}
+    examples = []
+    for row in read_mined(mined_path):
+        negs = [text[n] for n in row["negative_ids"][:num_negatives]]
+        examples.append(TrainExample(query=row["query"], positive=text[row["positive_ids"][0]], negatives=negs))
+    return examples
+
+
+def classification_examples(root: Path, num_negatives: int, seed: int, split: str = "train"):
+    """Stage-2 classification examples from the articles' topics (NV-Embed style)."""
+    from . import data as D
+    from .train import classification_examples as build
+
+    texts, labels = D.topic_split(root / DATA, split=split, seed=seed)
+    names = sorted(set(labels))
+    return build(texts, labels, {n: n for n in names}, num_negatives=num_negatives, seed=seed)
+
+
+def finetune(study: Study, method: str, stage: str = "stage1", root=None, *, device: str = "auto") -> dict:
+    """Fine-tune the student on ``method``'s mined negatives (stage 1) or the stage-2 blend."""
+    from .train import train_stage
+
+    setup_logging()
+    root = _root(root)
+    cfg = study.stage_config(stage)
+    mined_path = root / ARTIFACTS / "mined" / f"{method}.jsonl"
+    examples = retrieval_examples(root, mined_path, cfg.num_negatives)
+    if stage == "stage1":
+        init = study.student.model
+        out = root / MODELS / method
+    else:
+        init = str(root / MODELS / method)
+        out = root / MODELS / f"{method}-stage2"
+        frac = float(study.train.get("stage2_retrieval_fraction", 0.5))
+        cls = classification_examples(root, cfg.num_negatives, study.seed)
+        n_ret = int(round(len(cls) * frac / max(1e-9, 1 - frac))) if frac < 1 else len(examples)
+        rng = np.random.default_rng(study.seed)
+        keep = sorted(rng.choice(len(examples), size=min(n_ret, len(examples)), replace=False).tolist())
+        examples = [examples[i] for i in keep] + cls
+        log.info("stage2: %d retrieval + %d classification examples", len(keep), len(cls))
+    summary = train_stage(init, examples, cfg, out, query_prefix=study.student.query_prefix,
+                          passage_prefix=study.student.passage_prefix, pooling=study.student.pooling,
+                          device=device)
+    return summary
+
+
+# --------------------------------------------------------------------------- evaluation
+def model_ref(study: Study, name: str, root=None) -> tuple[str, str]:
+    """(model reference, pooling) for 'base', 'teacher' or a fine-tuned model name."""
+    root = _root(root)
+    if name == "base":
+        return study.student.model, study.student.pooling
+    if name == "teacher":
+        tc = study.teacher_config()
+        if tc.kind != "dense":
+            raise ConfigError(f"teacher: '{study.teacher}' is not a dense model and cannot be evaluated")
+        return tc.model, tc.pooling
+    path = root / MODELS / name
+    if not (path / "config.json").is_file():
+        raise DataError(f"{path}: no fine-tuned model; run the train stage for '{name}' first")
+    return str(path), study.student.pooling
+
+
+def evaluate_model(study: Study, name: str, root=None, *, classification: bool = False) -> dict:
+    """Score model ``name`` with MTEB on the held-out split; write ``metrics/<name>.json``."""
+    from .evaluate import evaluate_retrieval
+
+    setup_logging()
+    root = _root(root)
+    ref, pooling = model_ref(study, name, root)
+    ev = study.evaluate
+    if name == "teacher":
+        tc = study.teacher_config()
+        qp, pp = tc.query_prefix, tc.passage_prefix
+    else:
+        qp, pp = study.student.query_prefix, study.student.passage_prefix
+    t0 = time.time()
+    res = evaluate_retrieval(ref, root / DATA, ev.split, pooling=pooling, query_prefix=qp, passage_prefix=pp,
+                             max_query_length=ev.max_query_length, max_passage_length=ev.max_passage_length,
+                             batch_size=ev.batch_size)
+    metrics = {"model": name, "split": ev.split,
+               "ndcg_at_10": res["ndcg_at_10"], "recall_at_100": res["recall_at_100"], "mrr_at_10": res["mrr_at_10"]}
+    if classification:
+        metrics["topic_accuracy"] = evaluate_topics(study, ref, pooling, root)["accuracy"]
+    metrics["seconds"] = round(time.time() - t0, 2)
+    write_json(root / METRICS / f"{name}.json", metrics)
+    log.info("evaluate[%s]: NDCG@10 %.4f", name, metrics["ndcg_at_10"])
+    return metrics
+
+
+def evaluate_topics(study: Study, ref: str, pooling: str, root: Path) -> dict:
+    """Stage-2 task score: topic classification accuracy (logistic regression on embeddings)."""
+    from . import data as D
+    from .evaluate import evaluate_classification
+
+    tr_x, tr_y = D.topic_split(root / DATA, split="train", seed=study.seed)
+    te_x, te_y = D.topic_split(root / DATA, split="test", seed=study.seed)
+    return evaluate_classification(ref, tr_x, tr_y, te_x, te_y, pooling=pooling,
+                                   max_length=study.evaluate.max_passage_length, batch_size=study.evaluate.batch_size)

@@ -367,16 +367,20 @@ def _mine_block(ids, scores, pos_ids, pos_scores, exclude_ids, qkeys, cfg: Minin
     kc = int(np.flatnonzero(any_col)[-1]) + 1
     ids, scores, in_range = ids[:, :kc], scores[:, :kc], in_range[:, :kc]
     # 3. score filters
+    # thresholds are computed in float64 then rounded to float32, the scores' precision,
+    # so that a score printed as 0.7 equals a max_score of 0.7 (inclusive) and a score
+    # equal to anchor * perc is rejected (strict), as the decimal rule reads.
     passed = np.ones_like(in_range)
-    s64 = scores.astype(np.float64)
+    f32 = np.float32
     if cfg.max_score is not None:
-        passed &= s64 <= cfg.max_score
+        passed &= scores <= f32(cfg.max_score)
     if cfg.min_score is not None:
-        passed &= s64 >= cfg.min_score
-    if cfg.margin is not None:
-        passed &= s64 < (anchor - cfg.margin)[:, None]
-    if cfg.perc is not None:
-        passed &= s64 < (anchor - np.abs(anchor) * (1.0 - cfg.perc))[:, None]
+        passed &= scores >= f32(cfg.min_score)
+    with np.errstate(invalid="ignore"):
+        if cfg.margin is not None:
+            passed &= scores < (anchor - cfg.margin).astype(f32)[:, None]
+        if cfg.perc is not None:
+            passed &= scores < (anchor - np.abs(anchor) * (1.0 - cfg.perc)).astype(f32)[:, None]
     eligible = in_range & passed
     n_elig = eligible.sum(1)
     out.n_eligible[:] = n_elig
@@ -392,7 +396,7 @@ def _mine_block(ids, scores, pos_ids, pos_scores, exclude_ids, qkeys, cfg: Minin
             key = hash_uniform(cfg.seed, qkeys, ids)
         else:
             u = hash_uniform(cfg.seed, qkeys, ids)
-            key = s64 / cfg.temperature - np.log(-np.log(u))
+            key = scores.astype(np.float64) / cfg.temperature - np.log(-np.log(u))
             if cfg.selection == "top1_softmax":
                 first = eligible & (np.cumsum(eligible, axis=1) == 1)
                 key = np.where(first, np.inf, key)

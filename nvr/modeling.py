@@ -320,3 +320,34 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     tr = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return tr, sum(p.numel() for p in model.parameters())
+
+
+def build_tiny_model(out_dir: str | Path, kind: str = "bert", *, dropout: float = 0.0, seed: int = 0,
+                     hidden: int | None = None, layers: int = 2, tokenizer_ref: str = "pkg:all-MiniLM-L6-v2") -> Path:
+    """Save a tiny randomly initialised ``bert`` or ``mistral`` model with the MiniLM tokenizer
+    (vocabulary 30,522) to ``out_dir``; for tests and smoke runs, works offline."""
+    from transformers import AutoModel, AutoTokenizer, BertConfig, MistralConfig
+
+    from .models import resolve_model
+
+    tok = AutoTokenizer.from_pretrained(resolve_model(tokenizer_ref))
+    if kind == "bert":
+        h = hidden or 32
+        cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=h, num_hidden_layers=layers, num_attention_heads=2,
+                         intermediate_size=2 * h, max_position_embeddings=128, hidden_dropout_prob=dropout,
+                         attention_probs_dropout_prob=dropout)
+    elif kind == "mistral":
+        h = hidden or 64
+        cfg = MistralConfig(vocab_size=tok.vocab_size, hidden_size=h, intermediate_size=2 * h, num_hidden_layers=layers,
+                            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                            attention_dropout=dropout, pad_token_id=tok.pad_token_id, sliding_window=None,
+                            tie_word_embeddings=False)
+    else:
+        raise ConfigError(f"kind: '{kind}' is not one of bert, mistral")
+    torch.manual_seed(seed)
+    model = AutoModel.from_config(cfg)
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+    return out_dir

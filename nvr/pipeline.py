@@ -96,16 +96,77 @@ def encoder_config(tc: TeacherConfig, device: str = "auto"):
     )
 
 
+def rank_candidates(tc: TeacherConfig, q_ids: list[str], q_texts: list[str], doc_texts: list[str],
+                    pos: np.ndarray, *, seed: int, cache_dir: Path | None = None, link_dir: Path | None = None,
+                    name: str = "teacher") -> dict:
+    """Rank ``tc.depth`` candidates per query with one teacher (dense, BM25 or random).
+
+    Returns the arrays of ``candidates.npz``: ``query_ids``, ``cand_ids`` / ``cand_scores``
+    (Q, depth), ``pos_ids`` / ``pos_scores`` (Q, P) and ``exclude_ids`` (exact-text
+    duplicates of a positive or of the query). Dense embeddings are cached under
+    ``cache_dir`` (keyed by model, revision, prefixes, lengths) and hard-linked into
+    ``link_dir`` when given.
+    """
+    from . import teachers as T
+    from .mining import query_keys as make_keys
+
+    if tc.depth > len(doc_texts):
+        raise ConfigError(f"teachers.{name}.depth: {tc.depth} is larger than the corpus ({len(doc_texts)} documents)")
+    log.info("teacher[%s]: %d queries, %d documents, depth %d", name, len(q_texts), len(doc_texts), tc.depth)
+    if tc.kind == "dense":
+        from .encode import Encoder, encode_cached
+
+        enc = Encoder(encoder_config(tc))
+        cache_dir = Path(cache_dir) if cache_dir is not None else Path(link_dir)
+        c_emb = encode_cached(enc, doc_texts, "passage", cache_dir / "corpus.npy")
+        q_emb = encode_cached(enc, q_texts, "query", cache_dir / "queries.npy")
+        if link_dir is not None and Path(link_dir) != cache_dir:
+            _link_files(cache_dir, Path(link_dir), ["corpus.npy", "queries.npy", "corpus.npy.manifest.json",
+                                                     "queries.npy.manifest.json"])
+        scores, ids = T.dense_candidates(q_emb, c_emb, tc.depth)
+        pos_scores = T.positive_scores(q_emb, c_emb, pos)
+    elif tc.kind == "bm25":
+        bm25 = T.BM25Teacher(doc_texts)
+        scores, ids = T.bm25_candidates(q_texts, doc_texts, tc.depth, index=bm25, where=f"teachers.{name}.depth")
+        pos_scores = T.bm25_positive_scores(q_texts, doc_texts, pos, index=bm25)
+    else:
+        scores, ids = T.random_candidates(len(q_texts), len(doc_texts), tc.depth, seed=seed,
+                                          query_keys=make_keys(q_ids))
+        pos_scores = T.random_positive_scores(pos)
+    excl = T.exact_duplicate_exclusions(doc_texts, pos, q_texts)
+    return {"query_ids": np.array(q_ids), "cand_ids": ids.astype(np.int64), "cand_scores": scores.astype(np.float32),
+            "pos_ids": pos.astype(np.int64), "pos_scores": np.asarray(pos_scores, dtype=np.float32),
+            "exclude_ids": excl.astype(np.int64)}
+
+
+def _link_files(src_dir: Path, dst_dir: Path, names: list[str]) -> None:
+    import shutil
+
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    for fname in names:
+        src, dst = src_dir / fname, dst_dir / fname
+        if not src.exists():
+            continue
+        if dst.exists():
+            dst.unlink()
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+
+
+def save_candidates(path: Path, cands: dict) -> None:
+    with atomic_write(path, "wb", encoding=None) as fh:
+        np.savez(fh, **cands)
+
+
 def embed_teacher(study: Study, name: str, root=None) -> dict:
     """Rank candidates for every training query with teacher ``name``.
 
-    Writes ``artifacts/teachers/<name>/candidates.npz`` holding ``query_ids``,
-    ``cand_ids`` / ``cand_scores`` (Q, depth), ``pos_ids`` / ``pos_scores`` (Q, P) and
-    ``exclude_ids`` (exact-text duplicates of a positive or of the query).
+    Writes ``artifacts/teachers/<name>/candidates.npz`` (see :func:`rank_candidates`),
+    the embeddings with their manifests (dense teachers) and ``summary.json``.
     """
     from . import data as D
-    from . import teachers as T
-    from .mining import query_keys as make_keys
 
     setup_logging()
     seed_everything(study.seed)
@@ -117,45 +178,12 @@ def embed_teacher(study: Study, name: str, root=None) -> dict:
     doc_ids = list(ds.corpus)
     index = {d: i for i, d in enumerate(doc_ids)}
     doc_texts = [D.doc_text(ds.corpus[d]) for d in doc_ids]
-    q_texts = [p.query for p in pairs]
-    q_ids = [p.query_id for p in pairs]
     pos = _pad([[index[d] for d in p.positive_ids] for p in pairs])
-    if tc.depth > len(doc_ids):
-        raise ConfigError(f"teachers.{name}.depth: {tc.depth} is larger than the corpus ({len(doc_ids)} documents)")
     t0 = time.time()
-    log.info("embed[%s]: %d queries, %d documents, depth %d", name, len(q_texts), len(doc_ids), tc.depth)
-    if tc.kind == "dense":
-        from .encode import Encoder, encode_cached
-
-        enc = Encoder(encoder_config(tc))
-        cache = root / CACHE / "embeddings" / name
-        c_emb = encode_cached(enc, doc_texts, "passage", cache / "corpus.npy")
-        q_emb = encode_cached(enc, q_texts, "query", cache / "queries.npy")
-        for fname in ("corpus.npy", "queries.npy"):
-            for suffix in ("", ".manifest.json"):
-                src, dst = cache / (fname + suffix), out / (fname + suffix)
-                if dst.exists():
-                    dst.unlink()
-                try:
-                    os.link(src, dst)
-                except OSError:
-                    import shutil
-
-                    shutil.copyfile(src, dst)
-        scores, ids = T.dense_candidates(q_emb, c_emb, tc.depth)
-        pos_scores = T.positive_scores(q_emb, c_emb, pos)
-    elif tc.kind == "bm25":
-        scores, ids = T.bm25_candidates(q_texts, doc_texts, tc.depth)
-        pos_scores = T.bm25_positive_scores(q_texts, doc_texts, pos)
-    else:
-        scores, ids = T.random_candidates(len(q_texts), len(doc_ids), tc.depth, seed=study.seed,
-                                          query_keys=make_keys(q_ids))
-        pos_scores = np.where(pos >= 0, np.float32(0), np.float32(np.nan)).astype(np.float32)
-    excl = T.exact_duplicate_exclusions(doc_texts, pos, q_texts)
-    with atomic_write(out / "candidates.npz", "wb", encoding=None) as fh:
-        np.savez(fh, query_ids=np.array(q_ids), cand_ids=ids.astype(np.int64), cand_scores=scores.astype(np.float32),
-                 pos_ids=pos, pos_scores=pos_scores.astype(np.float32), exclude_ids=excl.astype(np.int64))
-    summary = {"teacher": name, "kind": tc.kind, "queries": len(q_ids), "documents": len(doc_ids),
+    cands = rank_candidates(tc, [p.query_id for p in pairs], [p.query for p in pairs], doc_texts, pos,
+                            seed=study.seed, cache_dir=root / CACHE / "embeddings" / name, link_dir=out, name=name)
+    save_candidates(out / "candidates.npz", cands)
+    summary = {"teacher": name, "kind": tc.kind, "queries": len(pairs), "documents": len(doc_ids),
                "depth": tc.depth, "seconds": round(time.time() - t0, 2)}
     write_json(out / "summary.json", summary)
     log.info("embed[%s]: done in %.1fs", name, summary["seconds"])
@@ -215,30 +243,13 @@ def mine_method(study: Study, method: str, root=None, *, teacher: str | None = N
     name = out_name or method
     out = Path(out_dir) if out_dir is not None else root / ARTIFACTS / "mined"
     M.write_mined(out / f"{name}.jsonl", rows)
-    pos_s, neg_s = M.score_distributions(mined, cands["pos_scores"])
+    dist = M.score_distributions(mined, cands["pos_scores"])
     with atomic_write(out / f"{name}.scores.npz", "wb", encoding=None) as fh:
-        np.savez(fh, positive=pos_s.astype(np.float32), negative=neg_s.astype(np.float32))
+        np.savez(fh, **{k: np.asarray(v, dtype=np.float32) for k, v in dist.items()})
     write_json(out / f"{name}.stats.json", _jsonable(stats))
     log.info("mine[%s/%s]: %d rows, %s", teacher, method, len(rows),
              {k: stats[k] for k in ("queries_full", "queries_short", "false_negative_rate") if k in stats})
     return stats
-
-
-ABLATION_METHOD = "percpos095"  # paper Table 1 compares teachers under TopK-PercPos 95%
-
-
-def teacher_ablation_mining(study: Study, teacher: str, root=None) -> dict:
-    """Mine with PercPos 95% (naive top-k for the random teacher) from ``teacher``'s candidates.
-
-    Writes ``artifacts/teachers/<teacher>/mined.{jsonl,stats.json,scores.npz}`` for the teacher
-    table (false-negative rate, score distributions, top-k overlap between teachers).
-    """
-    root = _root(root)
-    method = ABLATION_METHOD if ABLATION_METHOD in study.mining["methods"] else study.method_names()[0]
-    if study.teacher_config(teacher).kind == "random":
-        method = "naive" if "naive" in study.mining["methods"] else method
-    return mine_method(study, method, root, teacher=teacher, out_dir=root / ARTIFACTS / "teachers" / teacher,
-                       out_name="mined")
 
 
 def write_loss_curve(summary: dict, name: str, root=None) -> list[dict]:

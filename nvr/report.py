@@ -97,7 +97,8 @@ def collect(root, study) -> dict:
     cand_ids = {}
     for t in study.teacher_ablation:
         d = root / "artifacts" / "teachers" / t
-        R["teachers"][t] = {"summary": _read(d / "summary.json"), "mined": _read(d / "mined.stats.json")}
+        R["teachers"][t] = {"summary": _read(d / "summary.json"),
+                            "mined": _read(root / "artifacts" / "teacher_mined" / f"{t}.stats.json")}
         if (d / "candidates.npz").is_file():
             with np.load(d / "candidates.npz") as z:
                 cand_ids[t] = z["cand_ids"]

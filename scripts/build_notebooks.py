@@ -90,8 +90,7 @@ and chunked (faiss, GPU when present): memory is bounded by the chunk, never que
         code('STAGE = f"embed@{teacher}"\n' + COMMON),
         code("""
 summary = pipeline.embed_teacher(study, teacher)
-ablation = pipeline.teacher_ablation_mining(study, teacher)
-pd.Series({**summary, **{f"percpos95 {k}": v for k, v in ablation.items() if isinstance(v, (int, float))}}, name="value").to_frame()
+pd.Series(summary, name="value").to_frame()
 """),
         code("""
 import numpy as np
@@ -115,24 +114,31 @@ softmax sampling, uniform sampling, top-1 + sampled). All labeled positives, exa
 of a positive and the query's own text are masked. On data with hidden labels the exact
 false-negative rate of the method is measured (the paper's Fig. 3, without an LLM judge).
 """),
-        code('params_file = "params.yaml"\nmethod = "percpos095"', parameters=True),
-        code('STAGE = f"mine@{method}"\n' + COMMON),
+        code('params_file = "params.yaml"\nmethod = "percpos095"\nteacher = None', parameters=True),
+        code('STAGE = f"mine@{method}" if teacher is None else f"mine_teacher@{teacher}"\n' + COMMON),
         code("""
-stats = pipeline.mine_method(study, method)
+# teacher=None: the method ablation (study's teacher, artifacts/mined/<method>);
+# teacher=<name>: the teacher ablation (artifacts/teacher_mined/<teacher>).
+if teacher is None:
+    stats = pipeline.mine_method(study, method)
+    stem = f"artifacts/mined/{method}"
+else:
+    stats = pipeline.mine_method(study, method, teacher=teacher, out_dir="artifacts/teacher_mined", out_name=teacher)
+    stem = f"artifacts/teacher_mined/{teacher}"
 pd.Series({k: v for k, v in stats.items() if isinstance(v, (int, float, str))}, name=method).to_frame()
 """),
         code("""
 import numpy as np
-z = np.load(f"artifacts/mined/{method}.scores.npz")
+z = np.load(f"{stem}.scores.npz")
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.hist(z["positive"], bins=50, alpha=.6, density=True, label="positives")
 ax.hist(z["negative"], bins=50, alpha=.6, density=True, label="mined negatives")
-ax.set_xlabel("teacher score"); ax.legend(); ax.set_title(f"{method}: score distributions (paper Fig. 4)")
+ax.set_xlabel("teacher score"); ax.legend(); ax.set_title(f"{stem.split('/')[-1]}: score distributions (paper Fig. 4)")
 plt.tight_layout(); plt.show()
 """),
         code("""
 from nvr.mining import read_mined
-rows = read_mined(f"artifacts/mined/{method}.jsonl")
+rows = read_mined(f"{stem}.jsonl")
 pd.DataFrame([{"query": r["query"], "positive score": r["positive_scores"][0],
                "negative scores": [round(s, 3) for s in r["negative_scores"]], "ranks": r["negative_ranks"]}
               for r in rows[:8]])

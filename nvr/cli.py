@@ -1,0 +1,207 @@
+"""The ``nvr`` command.
+
+``nvr mine`` mines hard negatives for your own data with any teacher and method;
+``nvr presets`` lists the paper's methods; ``nvr check`` validates a params file
+(and, with ``--dry-run``, builds the models of a GPU profile without downloading).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+MINING_FIELDS = ["num_negatives", "shift", "window", "max_score", "min_score", "margin", "perc", "anchor",
+                 "selection", "temperature", "shortfall", "seed"]
+
+
+def _mine_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "mine", help="mine hard negatives for a BEIR folder or training pairs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Mine hard negatives with a teacher and a method of the NV-Retriever paper.
+
+Input is a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv: every qrels
+positive of a query is masked) or training pairs (JSON lines with query_id, query,
+positive_ids) plus a corpus.jsonl. Output is JSON lines, one per query kept:
+query_id, query, positive_ids, positive_scores, negative_ids, negative_scores,
+negative_ranks (1-based rank in the teacher's candidate list). A stats JSON beside it
+gives counts, score summaries and, with --hidden, the exact false-negative rate.
+
+Methods are presets (see `nvr presets`) refined by the options below, e.g.
+  nvr mine --beir data/scifact --split train --method percpos095 --out mined.jsonl
+  nvr mine --beir data/scifact --method naive --shift 10 --window 200 --selection uniform ...
+""")
+    src = p.add_argument_group("input")
+    src.add_argument("--beir", type=Path, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
+    src.add_argument("--split", default="train", help="qrels split whose queries are mined (default: train)")
+    src.add_argument("--pairs", type=Path, help="training pairs JSON lines (query_id, query, positive_ids)")
+    src.add_argument("--corpus", type=Path, help="corpus.jsonl for --pairs (default: the BEIR folder's)")
+    src.add_argument("--hidden", type=Path,
+                     help="hidden_positives.jsonl: all true positives per query, to count false negatives")
+    src.add_argument("--max-queries", type=int, default=None, help="mine only the first N queries")
+
+    t = p.add_argument_group("teacher")
+    t.add_argument("--teacher", default="pkg:all-MiniLM-L6-v2",
+                   help="'bm25', 'random', or a dense model: hub id, local folder or pkg:NAME (default: %(default)s)")
+    t.add_argument("--revision", default=None, help="model revision (hub models)")
+    t.add_argument("--pooling", default="mean", choices=["mean", "cls", "last"])
+    t.add_argument("--query-prefix", default="", help="prefix or instruction for queries, e.g. 'query: '")
+    t.add_argument("--passage-prefix", default="", help="prefix for passages, e.g. 'passage: '")
+    t.add_argument("--max-query-length", type=int, default=64)
+    t.add_argument("--max-passage-length", type=int, default=256)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--no-normalize", action="store_true", help="use raw inner products instead of cosine")
+    t.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default)")
+    t.add_argument("--depth", type=int, default=100, help="candidates retrieved per query (default: %(default)s)")
+    t.add_argument("--cache-dir", type=Path, default=None,
+                   help="embedding cache folder (reused only when model, prefixes and lengths match)")
+
+    m = p.add_argument_group("method (a preset, then overrides)")
+    m.add_argument("--method", default="percpos095", help="preset name (default: %(default)s); see `nvr presets`")
+    m.add_argument("--num-negatives", type=int, help="n hard negatives per query")
+    m.add_argument("--shift", type=int, help="skip the first N candidates (top-k shifted by N)")
+    m.add_argument("--window", type=int, help="consider only the first k candidates after the shift")
+    m.add_argument("--max-score", type=float, help="TopK-Abs: drop candidates scoring above this")
+    m.add_argument("--min-score", type=float, help="drop candidates scoring below this")
+    m.add_argument("--margin", type=float, help="TopK-MarginPos: keep score < positive - margin")
+    m.add_argument("--perc", type=float, help="TopK-PercPos: keep score < positive * perc (sign-safe)")
+    m.add_argument("--anchor", choices=["min", "max", "mean"], help="which positive score anchors the margins")
+    m.add_argument("--selection", choices=["top", "softmax", "uniform", "top1_softmax"],
+                   help="take the top n, or sample n (softmax of scores / uniform / top-1 + softmax)")
+    m.add_argument("--temperature", type=float, help="softmax temperature for sampled selections")
+    m.add_argument("--shortfall", choices=["keep", "drop", "fill"],
+                   help="when fewer than n survive: emit fewer, drop the query, or fill from filtered candidates")
+    m.add_argument("--seed", type=int, help="sampling seed (same inputs + seed = same negatives)")
+
+    o = p.add_argument_group("output")
+    o.add_argument("--out", type=Path, required=True, help="output JSON lines")
+    o.add_argument("--stats", type=Path, default=None, help="stats JSON (default: <out>.stats.json)")
+    o.add_argument("--device", default="auto", help="torch device for dense teachers (auto, cpu, cuda, cuda:1)")
+    p.set_defaults(func=cmd_mine)
+    return p
+
+
+def _load_inputs(args):
+    from . import data as D
+    from .errors import ConfigError
+
+    if bool(args.beir) == bool(args.pairs):
+        raise ConfigError("give exactly one of --beir FOLDER or --pairs FILE (with --corpus)")
+    if args.beir:
+        ds = D.load_beir(args.beir, splits=[args.split])
+        corpus = ds.corpus
+        pairs = D.pairs_from_qrels(ds, args.split)
+    else:
+        corpus_path = args.corpus
+        if corpus_path is None:
+            raise ConfigError("--pairs needs --corpus corpus.jsonl")
+        corpus = D.read_corpus(corpus_path)
+        pairs = D.read_train_pairs(args.pairs, corpus_ids=corpus)
+    if args.max_queries:
+        pairs = pairs[: args.max_queries]
+    if not pairs:
+        raise ConfigError("no queries to mine (empty split or pairs file)")
+    hidden = D.read_hidden_positives(args.hidden, corpus_ids=corpus) if args.hidden else None
+    return corpus, pairs, hidden
+
+
+def cmd_mine(args) -> int:
+    import numpy as np
+
+    from . import data as D
+    from . import mining as M
+    from .config import TeacherConfig, build
+    from .io import write_json
+    from .pipeline import _jsonable, _pad, rank_candidates
+    from .runtime import log, setup_logging
+
+    setup_logging()
+    t0 = time.time()
+    overrides = {f: getattr(args, f) for f in MINING_FIELDS if getattr(args, f) is not None}
+    cfg = M.preset(args.method, **overrides)
+    cfg.validate("nvr mine")
+    if args.teacher in ("bm25", "random"):
+        tc = build(TeacherConfig, {"kind": args.teacher, "depth": args.depth}, "nvr mine --teacher")
+    else:
+        tc = build(TeacherConfig, {
+            "kind": "dense", "model": args.teacher, "revision": args.revision, "pooling": args.pooling,
+            "query_prefix": args.query_prefix, "passage_prefix": args.passage_prefix,
+            "max_query_length": args.max_query_length, "max_passage_length": args.max_passage_length,
+            "batch_size": args.batch_size, "normalize": not args.no_normalize,
+            "trust_remote_code": args.trust_remote_code, "depth": args.depth}, "nvr mine --teacher")
+    corpus, pairs, hidden = _load_inputs(args)
+    doc_ids = list(corpus)
+    index = {d: i for i, d in enumerate(doc_ids)}
+    doc_texts = [D.doc_text(corpus[d]) for d in doc_ids]
+    pos = _pad([[index[d] for d in p.positive_ids] for p in pairs])
+    q_ids = [p.query_id for p in pairs]
+    cache = args.cache_dir or args.out.parent / f".{args.out.stem}.embeddings"
+    cands = rank_candidates(tc, q_ids, [p.query for p in pairs], doc_texts, pos, seed=cfg.seed,
+                            cache_dir=cache, name="nvr mine")
+    mined = M.mine(cands["cand_ids"], cands["cand_scores"], cands["pos_ids"], cands["pos_scores"], cfg,
+                   query_keys=M.query_keys(q_ids), exclude_ids=cands["exclude_ids"])
+    hidden_mat = None
+    if hidden is not None:
+        hidden_mat = _pad([[index[d] for d in hidden.get(q, [])] for q in q_ids])
+    stats = M.mining_stats(mined, cands["pos_scores"], hidden_pos_ids=hidden_mat)
+    rows = M.to_rows(mined, q_ids, [p.query for p in pairs], [p.positive_ids for p in pairs],
+                     cands["pos_scores"], doc_ids)
+    M.write_mined(args.out, rows)
+    stats.update(method=args.method, teacher=args.teacher, config=vars(cfg), seconds=round(time.time() - t0, 2))
+    stats_path = args.stats or args.out.with_name(args.out.name + ".stats.json")
+    write_json(stats_path, _jsonable(stats))
+    log.info("nvr mine: %d of %d queries written to %s (%d with a full set) in %.1fs", len(rows), len(pairs),
+             args.out, int(np.sum(mined.n_found == cfg.num_negatives)), time.time() - t0)
+    return 0
+
+
+def cmd_presets(args) -> int:
+    from . import mining as M
+
+    default = M.MiningConfig()
+    for name, cfg in M.PRESETS.items():
+        diff = {k: v for k, v in vars(cfg).items() if getattr(default, k) != v}
+        print(f"{name:24s} {', '.join(f'{k}={v}' for k, v in diff.items()) or '(top-n of the ranked candidates)'}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from .config import load
+
+    study = load(args.params)
+    print(f"{args.params}: ok (profile {study.profile}; {len(study.method_names())} mining methods; "
+          f"teachers {', '.join(study.teacher_ablation)})")
+    if args.dry_run:
+        from .dryrun import dry_run
+
+        report = dry_run(study)
+        for line in report:
+            print("  " + line)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import NvrError
+
+    ap = argparse.ArgumentParser(prog="nvr", description="Positive-aware hard-negative mining (NV-Retriever).")
+    sub = ap.add_subparsers(dest="command", required=True)
+    _mine_parser(sub)
+    sp = sub.add_parser("presets", help="list the mining presets (the paper's methods)")
+    sp.set_defaults(func=cmd_presets)
+    sc = sub.add_parser("check", help="validate a params file; --dry-run builds its models without downloading")
+    sc.add_argument("params", nargs="?", default="params.yaml")
+    sc.add_argument("--dry-run", action="store_true")
+    sc.set_defaults(func=cmd_check)
+    args = ap.parse_args(argv)
+    try:
+        return args.func(args)
+    except NvrError as exc:
+        print(f"nvr {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""params.yaml validation: every bad value names its key."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nvr import config
+from nvr.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def raw():
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+@pytest.mark.parametrize("path", [ROOT / "params.yaml", *sorted((ROOT / "profiles").glob("*.yaml"))],
+                         ids=lambda p: p.name)
+def test_every_profile_validates(path):
+    study = config.load(path)
+    assert study.method_names()
+    for m in study.method_names():
+        assert study.mining_config(m).num_negatives >= 1
+
+
+def test_default_methods_match_the_presets():
+    """params.yaml spells out each paper method; the values must be the presets' (paper's best)."""
+    from nvr.mining import PRESETS
+
+    study = config.load(ROOT / "params.yaml")
+    for name in study.method_names():
+        ours = study.mining_config(name)
+        ref = PRESETS[name]
+        for field in ("shift", "window", "max_score", "min_score", "margin", "perc", "selection", "anchor"):
+            assert getattr(ours, field) == getattr(ref, field), (name, field)
+
+
+def expect(raw_params, *fragments):
+    with pytest.raises(ConfigError) as exc:
+        config.parse(raw_params)
+    for f in fragments:
+        assert f in str(exc.value), str(exc.value)
+
+
+def test_unknown_top_level_key_suggests():
+    r = raw(); r["minig"] = {}
+    expect(r, "minig", "did you mean 'mining'")
+
+
+def test_unknown_nested_key_named_with_path():
+    r = raw(); r["dataset"]["max_doc"] = 3
+    expect(r, "dataset.max_doc", "max_docs")
+
+
+def test_wrong_type_and_range():
+    r = raw(); r["teachers"]["minilm"]["depth"] = "many"
+    expect(r, "teachers.minilm.depth")
+    r = raw(); r["teachers"]["minilm"]["depth"] = 0
+    expect(r, "teachers.minilm.depth", "> 0")
+    r = raw(); r["dataset"]["source"] = "web"
+    expect(r, "dataset.source", "beir_local")
+
+
+def test_mining_method_errors_name_the_method_key():
+    r = raw(); r["mining"]["methods"]["percpos095"]["perc"] = -1
+    expect(r, "mining.methods.percpos095.perc")
+    r = raw(); r["mining"]["methods"]["naive"] = {"selction": "top"}
+    expect(r, "mining.methods.naive.selction", "selection")
+    r = raw(); r["mining"]["methods"]["naive"] = {"selection": "best"}
+    expect(r, "mining.methods.naive.selection")
+
+
+def test_teacher_references_checked():
+    r = raw(); r["teacher"] = "e5"
+    expect(r, "teacher", "e5")
+    r = raw(); r["teacher_ablation"] = ["minilm", "bm52"]
+    expect(r, "teacher_ablation", "bm52")
+    r = raw(); r["train"]["stage2_method"] = "percpos"
+    expect(r, "train.stage2_method")
+
+
+def test_stage_config_errors(tmp_path):
+    r = raw(); r["train"]["stage1"]["learning_rate"] = -1.0
+    p = tmp_path / "params.yaml"; p.write_text(yaml.safe_dump(r))
+    with pytest.raises(ConfigError, match=r"train\.stage1\.learning_rate"):
+        config.load(p)
+    r = raw(); r["train"]["stage1"]["batchsize"] = 3
+    p.write_text(yaml.safe_dump(r))
+    with pytest.raises(ConfigError, match=r"train\.stage1\.batchsize"):
+        config.load(p)
+
+
+def test_malformed_yaml_names_line(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("seed: 1\nmining: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"params\.yaml:\d+"):
+        config.load(p)

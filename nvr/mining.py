@@ -8,7 +8,8 @@ A mining method is a composition of three steps, each a field of :class:`MiningC
 1. **Clean list.** Per query, a candidate is *clean* when its id is >= 0, its score is
    finite, it is not one of the query's labeled positives (all of them are masked) and
    it is not in ``exclude_ids`` (exact-text duplicates of a positive, the query's own
-   document...). Non-clean candidates are never emitted, under any option.
+   document...) and not a repeat of an id earlier in the row. Non-clean candidates are
+   never emitted, under any option.
 2. **Window.** ``shift`` and ``window`` count positions in the clean list (ranks with
    positives/excluded/padding removed, like sentence-transformers' ``range_min`` /
    ``range_max`` over the positive-free ranking). The first ``shift`` clean candidates
@@ -259,6 +260,20 @@ def row_isin(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.isin(rows_a + a, kb) & (a >= 0)
 
 
+def first_occurrence(a: np.ndarray) -> np.ndarray:
+    """Boolean (Q, K): True at the first occurrence of each id >= 0 in its row."""
+    a = np.asarray(a, dtype=np.int64)
+    if a.size == 0:
+        return np.zeros(a.shape, bool)
+    order = np.argsort(a, axis=1, kind="stable")
+    srt = np.take_along_axis(a, order, axis=1)
+    dup_sorted = np.zeros(a.shape, bool)
+    dup_sorted[:, 1:] = srt[:, 1:] == srt[:, :-1]
+    dup = np.zeros(a.shape, bool)
+    np.put_along_axis(dup, order, dup_sorted, axis=1)
+    return (a >= 0) & ~dup
+
+
 def compute_anchor(pos_scores: np.ndarray, how: str = "min") -> np.ndarray:
     """Per-row min / max / mean of the non-nan positive scores; nan when none (float64)."""
     p = np.asarray(pos_scores, dtype=np.float64)
@@ -349,7 +364,7 @@ def _mine_block(ids, scores, pos_ids, pos_scores, exclude_ids, qkeys, cfg: Minin
         return out
 
     # 1. clean list
-    clean = (ids >= 0) & np.isfinite(scores)
+    clean = first_occurrence(ids) & np.isfinite(scores)
     clean &= ~row_isin(ids, pos_ids)
     if exclude_ids.shape[1]:
         clean &= ~row_isin(ids, exclude_ids)

@@ -27,7 +27,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import ConfigError
-from .mining import MinedArrays, hash_uniform, row_isin, splitmix64, _seed_u64
+from .mining import MinedArrays, _seed_u64, hash_uniform, row_isin, splitmix64
+from .mining import first_occurrence as _first_occurrence
 from .runtime import log
 
 
@@ -37,20 +38,6 @@ def _check_depth(depth, n_docs: int, where: str) -> int:
     if depth > n_docs:
         raise ConfigError(f"{where}: {depth} candidates requested but the corpus has only {n_docs} documents")
     return int(depth)
-
-
-def _first_occurrence(a: np.ndarray) -> np.ndarray:
-    """Boolean (Q, K): True at the first occurrence of each id >= 0 in its row."""
-    a = np.asarray(a, dtype=np.int64)
-    if a.size == 0:
-        return np.zeros(a.shape, bool)
-    order = np.argsort(a, axis=1, kind="stable")
-    srt = np.take_along_axis(a, order, axis=1)
-    dup_sorted = np.zeros(a.shape, bool)
-    dup_sorted[:, 1:] = srt[:, 1:] == srt[:, :-1]
-    dup = np.zeros(a.shape, bool)
-    np.put_along_axis(dup, order, dup_sorted, axis=1)
-    return (a >= 0) & ~dup
 
 
 # --------------------------------------------------------------------------- dense

@@ -121,3 +121,19 @@ def test_gpu_sharding_logic(monkeypatch):
     monkeypatch.setattr(search, "GPU_MAX_K", 8)
     s, i = exact_topk(q, c, 20, use_gpu=True, progress=False)
     np.testing.assert_array_equal(i, brute(q, c, 20)[1])
+
+
+def test_score_pairs_match_search_scores():
+    from nvr.search import score_pairs
+
+    rng = np.random.default_rng(8)
+    q = rng.standard_normal((20, 24)).astype(np.float32)
+    c = rng.standard_normal((300, 24)).astype(np.float32)
+    s, i = exact_topk(q, c, 7, corpus_chunk=64, use_gpu=False, progress=False)
+    np.testing.assert_array_equal(score_pairs(q, c, i), s)  # bit-identical
+    padded = np.concatenate([i[:, :2], -np.ones((20, 1), np.int64)], axis=1)
+    got = score_pairs(q, c, padded, chunk=6)
+    np.testing.assert_array_equal(got[:, :2], s[:, :2])
+    assert np.isnan(got[:, 2]).all()
+    with pytest.raises(ConfigError, match="ids"):
+        score_pairs(q, c, np.full((20, 1), 300))

@@ -1,0 +1,508 @@
+"""nvr.mining: hand-checked filters/selections, shortfall modes, seeding, an oracle."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from nvr.errors import ConfigError, DataError
+from nvr.mining import (PRESETS, MinedArrays, MiningConfig, mine, mining_stats, preset,
+                        query_key, query_keys, read_mined, score_distributions, to_rows,
+                        write_mined)
+
+F = np.float32
+# one query: 8 ranked candidates, doc 12 is the labeled positive (rank 3)
+IDS = np.array([[10, 11, 12, 13, 14, 15, 16, 17]])
+SC = np.array([[.95, .9, .85, .8, .75, .7, .6, .5]], F)
+POS = np.array([[12]])
+PS = np.array([[.88]], F)
+QK = np.array([7], np.uint64)
+
+
+def run(cfg=None, ids=IDS, sc=SC, pos=POS, ps=PS, qk=None, **kw):
+    cfg = cfg or MiningConfig(**{k: v for k, v in kw.items() if k != "exclude_ids"})
+    qk = QK if qk is None else qk
+    return mine(ids, sc, pos, ps, cfg, query_keys=qk, exclude_ids=kw.get("exclude_ids"))
+
+
+def ids_of(m, i=0):
+    return [int(x) for x in m.neg_ids[i] if x >= 0]
+
+
+# --------------------------------------------------------------------------- filters
+def test_naive_masks_positive_and_reports_original_ranks():
+    m = run(num_negatives=3)
+    assert ids_of(m) == [10, 11, 13]
+    assert m.neg_ranks[0].tolist() == [1, 2, 4]
+    assert m.neg_scores[0].tolist() == [F(.95), F(.9), F(.8)]
+    assert m.n_eligible[0] == 7 and m.n_found[0] == 3 and m.keep[0]
+    assert m.anchor[0] == F(.88)
+    assert m.neg_ids.dtype == np.int64 and m.neg_scores.dtype == np.float32
+    assert m.neg_ranks.dtype == np.int32 and m.n_found.dtype == np.int32
+
+
+def test_shift_counts_after_positive_removal():
+    # clean list 10 11 13 14 15 16 17: skip 2 -> 13, 14 (ranks 4, 5)
+    m = run(num_negatives=2, shift=2)
+    assert ids_of(m) == [13, 14] and m.neg_ranks[0].tolist() == [4, 5]
+
+
+def test_window_counted_after_shift():
+    # skip 1 clean (10), window of 2 -> {11, 13}
+    m = run(num_negatives=4, shift=1, window=2)
+    assert ids_of(m) == [11, 13] and m.n_eligible[0] == 2 and m.n_found[0] == 2
+
+
+def test_abs_ceiling_is_inclusive_in_float32():
+    m = run(num_negatives=2, max_score=0.8)
+    assert ids_of(m) == [13, 14]
+
+
+def test_min_score_floor():
+    m = run(num_negatives=8, min_score=0.7)
+    assert ids_of(m) == [10, 11, 13, 14, 15]
+
+
+def test_marginpos():
+    # anchor .88 - .05 = .83 -> strictly below: 13 (.8) ...
+    m = run(num_negatives=3, margin=0.05)
+    assert ids_of(m) == [13, 14, 15]
+    # margin .08 -> .80 (strict): 13 with .8 excluded
+    m = run(num_negatives=3, margin=0.08)
+    assert ids_of(m) == [14, 15, 16]
+
+
+def test_percpos_and_strict_boundary():
+    # .88 * .95 = .836
+    assert ids_of(run(num_negatives=3, perc=0.95)) == [13, 14, 15]
+    # anchor .8, perc .95 -> .76 ; a candidate with exactly .76 is rejected, .75 kept
+    m = run(num_negatives=2, perc=0.95, sc=np.array([[.9, .76, .76, .75, .7, .6, .5, .4]], F),
+            ps=np.array([[.8]], F))
+    assert ids_of(m) == [13, 14]   # 11 (.76) rejected; 12 is the positive
+
+
+def test_percpos_negative_anchor_excludes_near_positive():
+    ids = np.array([[1, 2, 3, 4, 5]])
+    sc = np.array([[-.1, -.2, -.21, -.3, -.5]], F)
+    # anchor -.2, perc .9 -> -.2 - .2*.1 = -.22 : keep s < -.22
+    m = run(ids=ids, sc=sc, pos=np.array([[9]]), ps=np.array([[-.2]], F), num_negatives=5, perc=0.9)
+    assert ids_of(m) == [4, 5]
+    # the naive anchor*perc = -.18 would have let -.2 (as close as the positive) through
+    assert 2 not in ids_of(m)
+    # perc > 1 moves the ceiling above the anchor: -.2 + .2*.05 = -.19
+    m = run(ids=ids, sc=sc, pos=np.array([[9]]), ps=np.array([[-.2]], F), num_negatives=5, perc=1.05)
+    assert ids_of(m) == [2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("anchor,expected,value", [
+    ("min", [16, 17], .70), ("max", [13, 15, 16], .88), ("mean", [15, 16, 17], .79)])
+def test_multiple_positives_all_masked_and_anchor(anchor, expected, value):
+    m = run(num_negatives=3, margin=0.0, anchor=anchor, pos=np.array([[12, 14, -1]]),
+            ps=np.array([[.88, .70, np.nan]], F))
+    assert ids_of(m) == expected
+    assert m.anchor[0] == pytest.approx(value, abs=1e-6)
+    assert 12 not in ids_of(run(num_negatives=8, pos=np.array([[12, 14]]), ps=np.array([[.88, .7]], F)))
+    assert 14 not in ids_of(run(num_negatives=8, pos=np.array([[12, 14]]), ps=np.array([[.88, .7]], F)))
+
+
+def test_no_positive_score_rejects_all_under_positive_aware_filter():
+    m = run(num_negatives=2, perc=0.95, ps=np.array([[np.nan]], F))
+    assert np.isnan(m.anchor[0]) and m.n_found[0] == 0 and m.n_eligible[0] == 0
+    # without a positive-aware filter the anchor is irrelevant
+    assert ids_of(run(num_negatives=2, ps=np.array([[np.nan]], F))) == [10, 11]
+
+
+def test_exclude_ids_and_padding():
+    ids = np.array([[10, -1, 11, 12, 13, -1, -1]])
+    sc = np.array([[.9, np.nan, .8, .7, .6, np.nan, np.nan]], F)
+    m = run(ids=ids, sc=sc, num_negatives=4, exclude_ids=np.array([[11, -1]]))
+    assert ids_of(m) == [10, 13]
+    assert m.neg_ranks[0].tolist() == [1, 5, 0, 0]
+    assert np.isnan(m.neg_scores[0, 2:]).all() and (m.neg_ids[0, 2:] == -1).all()
+    # non-finite scores (NeMo's -inf) are never candidates
+    sc2 = np.array([[.9, np.nan, -np.inf, .7, .6, np.nan, np.nan]], F)
+    assert ids_of(run(ids=ids, sc=sc2, num_negatives=4)) == [10, 13]
+
+
+def test_ties_resolved_by_rank():
+    ids = np.array([[4, 3, 2, 1]])
+    sc = np.array([[.5, .5, .5, .5]], F)
+    assert ids_of(run(ids=ids, sc=sc, pos=np.array([[-1]]), ps=np.array([[np.nan]], F), num_negatives=2)) == [4, 3]
+    # equal scores and equal logits under softmax: still 2 distinct eligible ids
+    m = run(ids=ids, sc=sc, pos=np.array([[-1]]), ps=np.array([[np.nan]], F), num_negatives=2,
+            selection="softmax")
+    assert len(set(ids_of(m))) == 2
+
+
+# --------------------------------------------------------------------------- shortfall
+def test_shortfall_keep_drop_fill():
+    base = dict(num_negatives=3, perc=0.95, window=3)       # window {10, 11, 13}: only 13 passes
+    m = run(**base)
+    assert ids_of(m) == [13] and m.n_found[0] == 1 and m.keep[0] and not m.filled.any()
+    m = run(**base, shortfall="drop")
+    assert not m.keep[0] and m.n_found[0] == 1
+    m = run(**base, shortfall="fill")
+    assert ids_of(m) == [13, 10, 11]
+    assert m.filled[0].tolist() == [False, True, True]
+    assert m.n_found[0] == 3 and m.n_eligible[0] == 1
+    assert m.neg_ranks[0].tolist() == [4, 1, 2]
+
+
+def test_fill_never_takes_positive_excluded_or_shifted():
+    # shift 1 skips 10; window 3 over clean list after excluding 11 -> {13, 14, 15}
+    cfg = MiningConfig(num_negatives=4, shift=1, window=3, max_score=0.7, shortfall="fill")
+    m = run(cfg, exclude_ids=np.array([[11]]))
+    assert ids_of(m) == [15, 13, 14]
+    assert m.filled[0].tolist() == [False, True, True, False]
+    for bad in (10, 11, 12):
+        assert bad not in ids_of(m)
+
+
+def test_fill_without_score_filter_has_nothing_to_fill():
+    m = run(num_negatives=4, window=2, shortfall="fill")
+    assert ids_of(m) == [10, 11] and not m.filled.any()
+
+
+def test_drop_on_empty_candidates():
+    ids = np.full((2, 3), -1)
+    m = mine(ids, np.full((2, 3), np.nan, F), np.full((2, 1), -1), np.full((2, 1), np.nan, F),
+             MiningConfig(shortfall="drop"), query_keys=np.arange(2, dtype=np.uint64))
+    assert not m.keep.any() and (m.n_found == 0).all()
+
+
+# --------------------------------------------------------------------------- selections
+def _many(n_rows, row_ids, row_sc, pos=-1, ps=np.nan):
+    ids = np.tile(np.asarray(row_ids)[None], (n_rows, 1))
+    sc = np.tile(np.asarray(row_sc, F)[None], (n_rows, 1))
+    return (ids, sc, np.full((n_rows, 1), pos), np.full((n_rows, 1), ps, F),
+            query_keys(f"q{i}" for i in range(n_rows)))
+
+
+def test_softmax_first_draw_matches_softmax_probabilities():
+    r = 20000
+    ids, sc, pos, ps, qk = _many(r, [1, 2, 3, 4], [.3, .2, .1, .0])
+    m = mine(ids, sc, pos, ps, MiningConfig(num_negatives=1, selection="softmax", temperature=0.1),
+             query_keys=qk)
+    p = np.exp(np.array([3., 2., 1., 0.]))
+    p /= p.sum()
+    counts = np.array([(m.neg_ids[:, 0] == i).sum() for i in (1, 2, 3, 4)])
+    chi2 = (((counts - r * p) ** 2) / (r * p)).sum()
+    assert chi2 < 16.3            # df=3, p=0.001
+
+
+def test_softmax_without_replacement_is_plackett_luce():
+    r = 20000
+    ids, sc, pos, ps, qk = _many(r, [1, 2, 3], [.2, .1, .0])
+    m = mine(ids, sc, pos, ps, MiningConfig(num_negatives=2, selection="softmax", temperature=0.1),
+             query_keys=qk)
+    p = np.exp(np.array([2., 1., 0.]))
+    p /= p.sum()
+    # P(3 not sampled in 2 draws) = p1*p2/(1-p1) + p2*p1/(1-p2)
+    expect = p[0] * p[1] / (1 - p[0]) + p[1] * p[0] / (1 - p[1])
+    got = (~(m.neg_ids == 3).any(1)).mean()
+    assert abs(got - expect) < 4 * np.sqrt(expect * (1 - expect) / r)
+    assert (m.neg_ids[:, 0] != m.neg_ids[:, 1]).all()
+
+
+def test_uniform_window_is_uniform_and_respects_window():
+    r = 12000
+    ids, sc, pos, ps, qk = _many(r, [1, 2, 3, 4, 5, 6], [.9, .8, .7, .6, .5, .4], pos=2, ps=.85)
+    m = mine(ids, sc, pos, ps, MiningConfig(num_negatives=1, shift=1, window=3, selection="uniform"),
+             query_keys=qk)
+    # clean list 1 3 4 5 6; shift 1, window 3 -> {3, 4, 5}
+    counts = np.array([(m.neg_ids[:, 0] == i).sum() for i in (3, 4, 5)])
+    assert counts.sum() == r
+    chi2 = (((counts - r / 3) ** 2) / (r / 3)).sum()
+    assert chi2 < 13.8            # df=2, p=0.001
+
+
+def test_top1_softmax_keeps_top_then_samples():
+    r = 3000
+    ids, sc, pos, ps, qk = _many(r, [1, 2, 3, 4, 5], [.9, .8, .7, .6, .5], pos=1, ps=.95)
+    m = mine(ids, sc, pos, ps, MiningConfig(num_negatives=2, selection="top1_softmax", temperature=0.1),
+             query_keys=qk)
+    assert (m.neg_ids[:, 0] == 2).all()
+    assert set(np.unique(m.neg_ids[:, 1])) == {3, 4, 5}
+
+
+def test_sampled_selection_draws_only_eligible():
+    m = run(num_negatives=3, perc=0.95, selection="softmax", temperature=0.05)
+    # .88 * .95 = .836: eligible 13..17, three distinct of them sampled
+    got = ids_of(m)
+    assert len(set(got)) == 3 and set(got) <= {13, 14, 15, 16, 17}
+    assert m.n_eligible[0] == 5
+
+
+# --------------------------------------------------------------------------- reproducibility
+def _random_block(q=300, k=30, seed=0):
+    rng = np.random.default_rng(seed)
+    sc = np.round(rng.normal(0.3, 0.3, (q, k)), 1).astype(F)       # ties + negative scores
+    sc = -np.sort(-sc, axis=1)
+    ids = rng.integers(0, 60, (q, k))
+    ids[rng.random((q, k)) < 0.05] = -1
+    pos = np.where(rng.random((q, 3)) < 0.6, rng.integers(0, 60, (q, 3)), -1)
+    ps = np.where(pos >= 0, np.round(rng.normal(0.5, 0.3, (q, 3)), 1), np.nan).astype(F)
+    exc = np.where(rng.random((q, 2)) < 0.3, rng.integers(0, 60, (q, 2)), -1)
+    qk = query_keys(f"query-{i}" for i in range(q))
+    return ids, sc, pos, ps, exc, qk
+
+
+def _same(a: MinedArrays, b: MinedArrays):
+    for f in dataclasses.fields(MinedArrays):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if x is None:
+            assert y is None
+        else:
+            np.testing.assert_array_equal(x, y, err_msg=f.name)
+
+
+@pytest.mark.parametrize("name", ["percpos095_sampled10", "top1_sampled10", "uniform_10_210", "sampled10"])
+def test_sampling_independent_of_chunking_and_row_order(name):
+    ids, sc, pos, ps, exc, qk = _random_block()
+    cfg = preset(name, shortfall="fill", seed=3)
+    whole = mine(ids, sc, pos, ps, cfg, query_keys=qk, exclude_ids=exc)
+    chunked = mine(ids, sc, pos, ps, cfg, query_keys=qk, exclude_ids=exc, chunk_rows=7)
+    _same(whole, chunked)
+    perm = np.random.default_rng(1).permutation(len(qk))
+    permuted = mine(ids[perm], sc[perm], pos[perm], ps[perm], cfg, query_keys=qk[perm], exclude_ids=exc[perm])
+    _same(whole.take(perm), permuted)
+    again = mine(ids, sc, pos, ps, cfg, query_keys=qk, exclude_ids=exc)
+    _same(whole, again)
+    other = mine(ids, sc, pos, ps, dataclasses.replace(cfg, seed=4), query_keys=qk, exclude_ids=exc)
+    assert not np.array_equal(whole.neg_ids, other.neg_ids)
+
+
+def test_query_key_is_stable():
+    assert query_key("q1") == query_key("q1") != query_key("q2")
+    assert query_key("q1").dtype == np.uint64
+    ks = query_keys(["q1", "q2"])
+    assert ks.dtype == np.uint64 and ks[0] == query_key("q1") and ks[1] == query_key("q2")
+
+
+# --------------------------------------------------------------------------- oracle
+def _reference(ids, sc, pos, ps, exc, cfg: MiningConfig):
+    """Slow per-query implementation of window + filters + top selection + shortfall."""
+    out = []
+    for i in range(ids.shape[0]):
+        posset = {int(p) for p in pos[i] if p >= 0}
+        excset = {int(e) for e in exc[i] if e >= 0}
+        pv = [float(v) for v in ps[i] if not np.isnan(v)]
+        if not pv:
+            a = float("nan")
+        elif cfg.anchor == "min":
+            a = min(pv)
+        elif cfg.anchor == "max":
+            a = max(pv)
+        else:
+            a = sum(pv) / len(pv)
+        clean, seen = [], set()
+        for j in range(ids.shape[1]):
+            d = int(ids[i, j])
+            if d >= 0 and d not in seen and np.isfinite(sc[i, j]) and d not in posset | excset:
+                clean.append((j, d, sc[i, j]))
+            seen.add(d)
+        win = clean[cfg.shift:]
+        if cfg.window is not None:
+            win = win[:cfg.window]
+
+        def ok(s):
+            if cfg.max_score is not None and not s <= F(cfg.max_score):
+                return False
+            if cfg.min_score is not None and not s >= F(cfg.min_score):
+                return False
+            if cfg.margin is not None and not s < F(a - cfg.margin):
+                return False
+            if cfg.perc is not None and not s < F(a - abs(a) * (1 - cfg.perc)):
+                return False
+            return True
+
+        el = [c for c in win if ok(c[2])]
+        chosen = [(j, d, False) for j, d, _ in el[:cfg.num_negatives]]
+        keep = True
+        if len(chosen) < cfg.num_negatives:
+            if cfg.shortfall == "drop":
+                keep = False
+            elif cfg.shortfall == "fill":
+                rest = [(j, d, True) for j, d, s in win if not ok(s)]
+                chosen += rest[:cfg.num_negatives - len(chosen)]
+        out.append((chosen, len(el), keep))
+    return out
+
+
+@pytest.mark.parametrize("cfg", [
+    MiningConfig(num_negatives=4),
+    MiningConfig(num_negatives=3, shift=3),
+    MiningConfig(num_negatives=4, shift=2, window=6, perc=0.95, shortfall="fill"),
+    MiningConfig(num_negatives=2, max_score=0.5, min_score=-0.2, shortfall="drop"),
+    MiningConfig(num_negatives=5, margin=0.1, anchor="max", shortfall="fill"),
+    MiningConfig(num_negatives=4, perc=0.9, anchor="mean"),
+    MiningConfig(num_negatives=4, perc=1.05, window=10, shortfall="fill"),
+])
+def test_vectorized_matches_reference(cfg):
+    ids, sc, pos, ps, exc, qk = _random_block(seed=5)
+    m = mine(ids, sc, pos, ps, cfg, query_keys=qk, exclude_ids=exc, chunk_rows=64)
+    ref = _reference(ids, sc, pos, ps, exc, cfg)
+    for i, (chosen, n_el, keep) in enumerate(ref):
+        k = len(chosen)
+        assert m.neg_ids[i, :k].tolist() == [d for _, d, _ in chosen], i
+        assert m.neg_ranks[i, :k].tolist() == [j + 1 for j, _, _ in chosen], i
+        assert m.filled[i, :k].tolist() == [f for _, _, f in chosen], i
+        assert (m.neg_ids[i, k:] == -1).all() and (m.neg_ranks[i, k:] == 0).all()
+        assert m.n_found[i] == k and m.n_eligible[i] == n_el and m.keep[i] == keep, i
+
+
+def test_sampled_selection_respects_eligibility_on_random_block():
+    ids, sc, pos, ps, exc, qk = _random_block(seed=9)
+    for sel in ("softmax", "uniform", "top1_softmax"):
+        cfg = MiningConfig(num_negatives=4, shift=1, window=8, perc=0.95, selection=sel, temperature=0.5)
+        m = mine(ids, sc, pos, ps, cfg, query_keys=qk, exclude_ids=exc)
+        ref = _reference(ids, sc, pos, ps, exc, dataclasses.replace(cfg, selection="top", num_negatives=99))
+        for i, (chosen, n_el, _) in enumerate(ref):
+            got = ids_of(m, i)
+            assert len(got) == len(set(got)) == min(4, n_el)
+            assert set(got) <= {d for _, d, _ in chosen}
+            if sel == "top1_softmax" and chosen:
+                assert got[0] == chosen[0][1]
+
+
+# --------------------------------------------------------------------------- config
+@pytest.mark.parametrize("field,value", [
+    ("num_negatives", 0), ("shift", -1), ("window", 0), ("perc", 0.0), ("perc", 2.5),
+    ("anchor", "median"), ("selection", "random"), ("shortfall", "pad"), ("temperature", 0.0),
+    ("max_score", float("nan")), ("num_negatives", True), ("seed", 1.5)])
+def test_validation_names_the_key(field, value):
+    with pytest.raises(ConfigError, match=rf"mining\.methods\.x\.{field}"):
+        dataclasses.replace(MiningConfig(), **{field: value}).validate("mining.methods.x")
+
+
+def test_min_above_max_rejected():
+    with pytest.raises(ConfigError, match="min_score"):
+        MiningConfig(min_score=0.8, max_score=0.5).validate()
+
+
+def test_presets():
+    assert PRESETS["percpos095"].perc == 0.95 and PRESETS["shift10"].shift == 10
+    assert PRESETS["abs07"].max_score == 0.7 and PRESETS["marginpos005"].margin == 0.05
+    p = PRESETS["percpos095_sampled10"]
+    assert (p.perc, p.window, p.selection) == (0.95, 10, "softmax")
+    assert PRESETS["uniform_10_210"].shift == 10 and PRESETS["uniform_10_210"].window == 200
+    for name, cfg in PRESETS.items():
+        cfg.validate(name)
+    assert preset("naive", num_negatives=1).num_negatives == 1
+    with pytest.raises(ConfigError, match="percpos095"):
+        preset("percpos95")
+    with pytest.raises(ConfigError, match="mining.naive.nnegs"):
+        preset("naive", nnegs=3)
+    with pytest.raises(ConfigError, match="mining.naive.shift"):
+        preset("naive", shift=-2)
+
+
+def test_shape_errors():
+    with pytest.raises(ValueError, match="query_keys"):
+        mine(IDS, SC, POS, PS, MiningConfig(), query_keys=np.arange(2, dtype=np.uint64))
+    with pytest.raises(ValueError, match="cand_scores"):
+        mine(IDS, SC[:, :3], POS, PS, MiningConfig(), query_keys=QK)
+
+
+# --------------------------------------------------------------------------- stats and files
+def _two_queries():
+    ids = np.array([[10, 11, 12, 13], [20, 21, 22, 23]])
+    sc = np.array([[.9, .8, .7, .6], [.5, .4, .3, .2]], F)
+    pos = np.array([[11], [23]])
+    ps = np.array([[.85], [.42]], F)
+    m = mine(ids, sc, pos, ps, MiningConfig(num_negatives=2, perc=0.95, shortfall="drop"),
+             query_keys=np.arange(2, dtype=np.uint64))
+    return m, ps
+
+
+def test_stats_and_false_negatives():
+    m, ps = _two_queries()
+    # q0: anchor .85 -> thr .8075: eligible 12 (.7), 13 (.6) -> full
+    # q1: anchor .42 -> .399: only 22 (.3) -> short -> dropped
+    assert ids_of(m, 0) == [12, 13]
+    assert ids_of(m, 1) == [22] and not m.keep[1]
+    hidden = np.array([[11, 13], [23, 22]])
+    st = mining_stats(m, ps, hidden_pos_ids=hidden)
+    assert st["queries"] == 2 and st["queries_full"] == 1 and st["queries_dropped"] == 1
+    assert st["queries_short"] == 0 and st["negatives_emitted"] == 2 and st["filled"] == 0
+    assert st["false_negatives"] == 1 and st["false_negative_rate"] == 0.5
+    assert st["queries_with_false_negative"] == 1
+    assert st["mean_negative_score"] == pytest.approx(0.65)
+    assert st["mean_positive_score"] == pytest.approx(0.85)
+    json.dumps(st)
+    d = score_distributions(m, ps)
+    assert d["negative"].tolist() == [F(.7), F(.6)] and d["positive"].tolist() == [F(.85)]
+    assert d["gap"] == pytest.approx([.15, .25])
+
+
+def test_rows_roundtrip_and_byte_stability(tmp_path):
+    m, ps = _two_queries()
+    doc_ids = [f"d{i}" for i in range(30)]
+    rows = to_rows(m, ["q0", "q1"], ["first?", "second?"], [["d11"], ["d23"]], ps, doc_ids)
+    assert len(rows) == 1
+    assert rows[0] == {"query_id": "q0", "query": "first?", "positive_ids": ["d11"],
+                       "positive_scores": [0.85], "negative_ids": ["d12", "d13"],
+                       "negative_scores": [0.7, 0.6], "negative_ranks": [3, 4]}
+    p = tmp_path / "m.jsonl"
+    assert write_mined(p, rows) == 1
+    b1 = p.read_bytes()
+    write_mined(p, to_rows(m, ["q0", "q1"], ["first?", "second?"], [["d11"], ["d23"]], ps, doc_ids))
+    assert p.read_bytes() == b1
+    assert read_mined(p) == rows
+    # scores survive as the same float32
+    assert F(read_mined(p)[0]["negative_scores"][0]) == m.neg_scores[0, 0]
+
+
+def test_rows_mark_filled(tmp_path):
+    m = run(num_negatives=3, perc=0.95, window=3, shortfall="fill")
+    rows = to_rows(m, ["q"], ["t"], [["d12"]], PS, [f"d{i}" for i in range(20)])
+    assert rows[0]["negative_filled"] == [False, True, True]
+    write_mined(tmp_path / "f.jsonl", rows)
+    assert read_mined(tmp_path / "f.jsonl")[0]["negative_filled"] == [False, True, True]
+
+
+@pytest.mark.parametrize("row,msg", [
+    ({"query_id": "q"}, "missing field 'query'"),
+    ({"query_id": "q", "query": "t", "positive_ids": ["a"], "positive_scores": [1.0],
+      "negative_ids": ["b", "c"], "negative_scores": [0.5], "negative_ranks": [1, 2]}, "negative_scores"),
+    ({"query_id": "q", "query": "t", "positive_ids": ["a"], "positive_scores": [1.0],
+      "negative_ids": ["a"], "negative_scores": [0.5], "negative_ranks": [1]}, "also a positive"),
+    ({"query_id": "q", "query": "t", "positive_ids": ["a"], "positive_scores": [1.0],
+      "negative_ids": ["b"], "negative_scores": [0.5], "negative_ranks": [0]}, "negative_ranks"),
+])
+def test_read_mined_errors_name_file_and_line(tmp_path, row, msg):
+    good = {"query_id": "q0", "query": "t", "positive_ids": ["a"], "positive_scores": [None],
+            "negative_ids": ["b"], "negative_scores": [0.5], "negative_ranks": [2]}
+    p = tmp_path / "bad.jsonl"
+    p.write_text(json.dumps(good) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(DataError, match=rf"bad.jsonl:2: .*{msg}"):
+        read_mined(p)
+
+
+def test_repeated_candidate_ids_emitted_once():
+    ids = np.array([[10, 11, 10, 12, 11]])
+    sc = np.array([[.9, .8, .7, .6, .5]], F)
+    m = run(ids=ids, sc=sc, pos=np.array([[-1]]), ps=np.array([[np.nan]], F), num_negatives=4)
+    assert ids_of(m) == [10, 11, 12] and m.neg_ranks[0, :3].tolist() == [1, 2, 4]
+
+
+def test_row_isin_large_path_matches_loop():
+    from nvr.mining import row_isin
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(-1, 40, (50, 12))
+    b = rng.integers(-1, 40, (50, 30))
+    loop = np.array([[x >= 0 and x in set(b[i][b[i] >= 0]) for x in a[i]] for i in range(50)])
+    np.testing.assert_array_equal(row_isin(a, b), loop)
+    np.testing.assert_array_equal(row_isin(a, b[:, :10]),
+                                  np.array([[x >= 0 and x in set(b[i, :10][b[i, :10] >= 0]) for x in a[i]]
+                                            for i in range(50)]))
+
+
+def test_empty_input():
+    m = mine(np.zeros((0, 5), np.int64), np.zeros((0, 5), F), np.zeros((0, 1), np.int64),
+             np.zeros((0, 1), F), MiningConfig(), query_keys=np.zeros(0, np.uint64))
+    assert len(m) == 0 and m.neg_ids.shape == (0, 4)

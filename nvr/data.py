@@ -634,6 +634,139 @@ def read_topics(path: PathLike, corpus_ids: Iterable[str] | None = None) -> dict
     return out
 
 
+def topic_split(
+    folder: PathLike,
+    split: str = "train",
+    seed: int = 13,
+    *,
+    test_fraction: float = 0.2,
+    exclude: Iterable[str] = ("Uncategorized",),
+    max_examples: int | None = None,
+) -> tuple[list[str], list[str]]:
+    """``(texts, labels)`` of the topic-classification task (stage 2) for ``split``.
+
+    Reads ``topics.jsonl`` and ``corpus.jsonl`` (written by :func:`build_wiki_dataset`);
+    text = :func:`doc_text`, label = topic. Articles go to ``test`` when a seeded hash of
+    their id falls below ``test_fraction``, else to ``train`` (disjoint, deterministic,
+    corpus order). ``exclude`` drops labels that are not topics ("Uncategorized");
+    ``max_examples`` keeps the first N of the split in hash order.
+    """
+    folder = Path(folder)
+    if split not in ("train", "test"):
+        raise ConfigError(f"topic split must be 'train' or 'test', got {split!r}")
+    if not 0.0 < test_fraction < 1.0:
+        raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    path = folder / "topics.jsonl"
+    if not path.is_file():
+        raise DataError(f"{path}: file not found (the topic classification task exists only for the wiki dataset)")
+    corpus = read_corpus(folder / "corpus.jsonl")
+    topics = read_topics(path, corpus_ids=corpus)
+    skip = set(exclude)
+    picked = []
+    for did in corpus:
+        if did not in topics or topics[did] in skip:
+            continue
+        h = _seeded_hash(seed, "topic-split", did)
+        if (h / 2**64 < test_fraction) == (split == "test"):
+            picked.append((h, did))
+    if max_examples is not None:
+        keep = {d for _, d in sorted(picked)[:max_examples]}
+        picked = [(h, d) for h, d in picked if d in keep]
+    if len({topics[d] for _, d in picked}) < 2:
+        raise DataError(f"{path}: fewer than two topics in the {split} split")
+    return [doc_text(corpus[d]) for _, d in picked], [topics[d] for _, d in picked]
+
+
+def read_corpus(path: PathLike) -> dict[str, dict]:
+    """Read and validate a ``corpus.jsonl`` on its own (doc id -> {title, text[, metadata]})."""
+    return _load_corpus(Path(path))
+
+
+def prepare_beir_study(
+    src: PathLike,
+    out_dir: PathLike,
+    *,
+    train_split: str = "train",
+    test_split: str = "test",
+    max_train_queries: int | None = None,
+    max_test_queries: int | None = None,
+    max_docs: int | None = None,
+    seed: int = 13,
+) -> dict:
+    """Turn a BEIR folder into the study's data folder (atomic, replaces ``out_dir``).
+
+    Queries with at least one positive (score > 0) in ``train_split`` / ``test_split`` are
+    kept (capped by ``max_*_queries``, chosen by seeded hash); the corpus keeps every
+    document judged for a kept query, then fills up to ``max_docs`` with other documents in
+    seeded-hash order (source order is preserved). Writes ``corpus.jsonl``,
+    ``queries.jsonl``, ``qrels/train.tsv`` and ``qrels/test.tsv`` (whatever the source
+    split names), ``train_pairs.jsonl`` (every positive of each train query) and
+    ``dataset.json``. No ``hidden_positives.jsonl``: a BEIR dataset has no labels beyond its
+    qrels, so false negatives cannot be counted exactly (reported as unknown, not zero).
+    """
+    src = Path(src)
+    for name, v in (("max_train_queries", max_train_queries), ("max_test_queries", max_test_queries),
+                    ("max_docs", max_docs)):
+        if v is not None and (not isinstance(v, int) or v < 1):
+            raise ConfigError(f"dataset.{name} must be a positive integer or null, got {v!r}")
+    if train_split == test_split:
+        raise ConfigError(f"dataset.train_split and dataset.test_split are both '{train_split}'")
+    ds = load_beir(src, splits=[train_split, test_split])
+
+    def pick(split: str, cap: int | None) -> dict[str, dict[str, int]]:
+        q = {qid: docs for qid, docs in ds.qrels[split].items() if any(s > 0 for s in docs.values())}
+        if cap is not None and len(q) > cap:
+            keep = set(sorted(q, key=lambda x: (_seeded_hash(seed, f"query-{split}", x), x))[:cap])
+            q = {qid: docs for qid, docs in q.items() if qid in keep}
+        return q
+
+    train = pick(train_split, max_train_queries)
+    test = pick(test_split, max_test_queries)
+    if not train or not test:
+        raise DataError(f"{src}: no queries with a positive in split '{train_split if not train else test_split}'")
+    needed = {d for q in (train, test) for docs in q.values() for d in docs}
+    if max_docs is not None and len(needed) > max_docs:
+        raise ConfigError(
+            f"dataset.max_docs ({max_docs}) is smaller than the {len(needed)} documents judged for the kept "
+            "queries; raise it or lower max_train_queries / max_test_queries"
+        )
+    keep = set(needed)
+    if max_docs is None:
+        keep = set(ds.corpus)
+    else:
+        for d in sorted((d for d in ds.corpus if d not in needed), key=lambda d: (_seeded_hash(seed, "doc", d), d)):
+            if len(keep) >= max_docs:
+                break
+            keep.add(d)
+    corpus = {d: doc for d, doc in ds.corpus.items() if d in keep}
+    queries = {q: t for q, t in ds.queries.items() if q in train or q in test}
+    study = BeirDataset(corpus=corpus, queries=queries, qrels={"train": train, "test": test})
+    pairs = pairs_from_qrels(study, "train")
+    summary = {
+        "name": src.name,
+        "label": f"BEIR {src.name} (train: {train_split}, test: {test_split})",
+        "license": "see the license of the source BEIR dataset",
+        "source": {"path": str(src), "train_split": train_split, "test_split": test_split},
+        "params": {"max_train_queries": max_train_queries, "max_test_queries": max_test_queries,
+                   "max_docs": max_docs, "seed": seed},
+        "counts": {
+            "source_docs": len(ds.corpus), "docs": len(corpus), "queries": len(queries),
+            "train_queries": len(train), "test_queries": len(test),
+            "train_qrels": sum(map(len, train.values())), "test_qrels": sum(map(len, test.values())),
+            "train_pairs": len(pairs),
+            "multi_positive_train_queries": sum(1 for p in pairs if len(p.positive_ids) > 1),
+        },
+        "notes": "No hidden positives: false negatives of mining cannot be counted exactly on BEIR data.",
+    }
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        _write_beir_files(study, tmp)
+        write_train_pairs(tmp / "train_pairs.jsonl", pairs)
+        write_json(tmp / "dataset.json", summary)
+    log.info("BEIR study data -> %s: %d docs, %d train / %d test queries", out_dir, len(corpus), len(train), len(test))
+    return summary
+
+
 # --------------------------------------------------------------------------------------
 # Hub loaders (need a network; tested offline with monkeypatched downloads)
 
@@ -686,12 +819,14 @@ def _find_beir_root(base: Path, sub: str | None) -> Path:
 
 def _records_from_split_dict(dd) -> list[dict]:
     """All rows of a DatasetDict (or Dataset) as dicts."""
-    if hasattr(dd, "keys") and not hasattr(dd, "column_names"):
-        rows: list[dict] = []
-        for split in dd.keys():
-            rows.extend(dd[split])
-        return rows
-    return list(dd)
+    from datasets import Dataset
+
+    if isinstance(dd, Dataset):
+        return list(dd)
+    rows: list[dict] = []
+    for split in dd.keys():
+        rows.extend(dd[split])
+    return rows
 
 
 def _mteb_to_beir_files(name: str, tmp: Path, revision: str | None) -> None:

@@ -4,9 +4,10 @@
 
 * pooling ``mean`` | ``cls`` | ``last`` (last non-padding token; works for left or right
   padding), optional L2 normalisation;
-* optional *instruction masking*: with ``skip_instruction=True`` the tokens of the query
-  prefix (the instruction, e.g. ``"Given a question, retrieve passages: "``) are left out of
-  the mean pool, as NV-Retriever / NV-Embed do. Passage prefixes are always pooled;
+* optional *instruction masking*: with ``mask_prefix_in_pool=True`` the tokens of the
+  prefix (the query instruction, e.g. ``"Given a question, retrieve passages: "``, and the
+  passage prefix) are left out of the mean pool, as NV-Retriever / NV-Embed do; special
+  tokens stay in the pool. Same name and meaning as ``EncoderConfig.mask_prefix_in_pool``;
 * bidirectional attention for decoder-only LLMs (Mistral, Llama, Qwen2, ...), see
   :func:`make_bidirectional`;
 * LoRA adapters through ``peft`` (see :func:`apply_lora`), gradient checkpointing.
@@ -149,7 +150,7 @@ class EmbeddingModel(nn.Module):
     """HF backbone + pooling (+ LoRA, bidirectional attention, instruction masking)."""
 
     def __init__(self, model: nn.Module, tokenizer, *, pooling: str = "mean", normalize: bool = True,
-                 query_prefix: str = "", passage_prefix: str = "", skip_instruction: bool = False,
+                 query_prefix: str = "", passage_prefix: str = "", mask_prefix_in_pool: bool = False,
                  bidirectional: bool = False):
         super().__init__()
         if pooling not in POOLINGS:
@@ -160,10 +161,13 @@ class EmbeddingModel(nn.Module):
         self.normalize = normalize
         self.query_prefix = query_prefix
         self.passage_prefix = passage_prefix
-        self.skip_instruction = skip_instruction
+        self.mask_prefix_in_pool = mask_prefix_in_pool
         self.bidirectional = bidirectional
-        if tokenizer is not None and tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+        if tokenizer is not None:
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+            # right padding: decoders number positions from the left whatever the padding
+            tokenizer.padding_side = "right"
         if bidirectional:
             make_bidirectional(self.model)
 
@@ -171,7 +175,7 @@ class EmbeddingModel(nn.Module):
     @classmethod
     def from_pretrained(cls, ref: str, *, pooling: str | None = None, normalize: bool | None = None,
                         query_prefix: str | None = None, passage_prefix: str | None = None,
-                        skip_instruction: bool | None = None, bidirectional: bool | None = None,
+                        mask_prefix_in_pool: bool | None = None, bidirectional: bool | None = None,
                         lora: dict | None = None, gradient_checkpointing: bool = False,
                         device: str = "cpu", dtype: torch.dtype = torch.float32,
                         revision: str | None = None, trust_remote_code: bool = False) -> "EmbeddingModel":
@@ -182,7 +186,7 @@ class EmbeddingModel(nn.Module):
 
         from .models import resolve_model
 
-        path = resolve_model(ref)
+        path = resolve_model(str(ref) if isinstance(ref, Path) else ref)
         saved = {}
         pf = Path(path) / POOLING_FILE
         if pf.is_file():
@@ -193,7 +197,11 @@ class EmbeddingModel(nn.Module):
             bidirectional = saved.get("bidirectional", is_decoder_only(model.config))
         if gradient_checkpointing:
             model.config.use_cache = False
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            kw = {"use_reentrant": False}
+            if hasattr(model, "activation_checkpointing_enable"):      # transformers >= 5.x
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
         if bidirectional:
             make_bidirectional(model)
         if lora:
@@ -204,7 +212,7 @@ class EmbeddingModel(nn.Module):
                  normalize=pick(normalize, "normalize", True),
                  query_prefix=pick(query_prefix, "query_prefix", ""),
                  passage_prefix=pick(passage_prefix, "passage_prefix", ""),
-                 skip_instruction=pick(skip_instruction, "skip_instruction", False),
+                 mask_prefix_in_pool=pick(mask_prefix_in_pool, "mask_prefix_in_pool", False),
                  bidirectional=bool(bidirectional))
         return em.to(device)
 
@@ -225,18 +233,18 @@ class EmbeddingModel(nn.Module):
     def settings(self) -> dict:
         """What ``nvr_pooling.json`` records."""
         return {"pooling": self.pooling, "normalize": self.normalize, "query_prefix": self.query_prefix,
-                "passage_prefix": self.passage_prefix, "skip_instruction": self.skip_instruction,
+                "passage_prefix": self.passage_prefix, "mask_prefix_in_pool": self.mask_prefix_in_pool,
                 "bidirectional": self.bidirectional}
 
     # ---- tokenisation and forward
     def tokenize(self, texts: list[str], kind: str, max_length: int) -> dict:
         """Prefix and tokenise ``texts`` (``kind`` is ``query`` or ``passage``), padded to the
-        longest. Adds ``skip_mask`` (instruction tokens) for queries with ``skip_instruction``."""
+        longest. Adds ``skip_mask`` (the prefix's tokens) with ``mask_prefix_in_pool``."""
         if kind not in ("query", "passage"):
             raise ValueError(f"kind must be 'query' or 'passage', got {kind!r}")
         prefix = self.query_prefix if kind == "query" else self.passage_prefix
         full = [prefix + t for t in texts]
-        want_skip = kind == "query" and self.skip_instruction and bool(prefix)
+        want_skip = self.mask_prefix_in_pool and bool(prefix)
         enc = self.tokenizer(full, padding=True, truncation=True, max_length=max_length, return_tensors="pt",
                              return_offsets_mapping=want_skip and self.tokenizer.is_fast)
         batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}

@@ -11,8 +11,8 @@ Recipe and choices
   negatives of each other).
 * Texts: :class:`TrainExample` holds raw texts; the trainer adds ``query_prefix`` to the
   query and ``passage_prefix`` to the positive and negatives (the same prefixes are saved in
-  ``nvr_pooling.json`` so inference uses them). With ``skip_instruction`` the query prefix
-  tokens are left out of the mean pool.
+  ``nvr_pooling.json`` so inference uses them). With ``mask_prefix_in_pool`` the prefix
+  tokens (query instruction and passage prefix) are left out of the mean pool.
 * Hard negatives: the first ``num_negatives`` of each example (the miner already chose and
   ordered them); examples with fewer are padded and masked out of the softmax.
 * One optimizer step = ``batch_size * grad_accum`` examples (``grad_accum`` micro-batches of
@@ -42,7 +42,8 @@ Recipe and choices
   trainable weights (all, or only the LoRA adapters), optimizer, scheduler, each rank's RNG
   state and ``state.json`` (step, data position, log rows, a fingerprint of the run). A new
   call resumes from the latest checkpoint (fingerprint must match) and ends bit-identical to
-  an uninterrupted run on CPU. The work folder is removed after a successful run.
+  an uninterrupted run on CPU given the same torch thread count (float reductions depend on
+  it; a different count on resume is logged as a warning). The work folder is removed after a successful run.
 * Output ``out_dir`` (atomic): HF folder (safetensors, LoRA merged), tokenizer,
   ``nvr_pooling.json``, ``train_log.jsonl`` (step, loss, lr, seconds, examples) and
   ``train_summary.json``.
@@ -420,7 +421,8 @@ def _save_checkpoint(work, step, model, opt, sched, rows, fp, dist, position, ke
             torch.save(sched.state_dict(), tmp / "scheduler.pt")
             torch.save(rngs, tmp / "rng.pt")
             write_json(tmp / "state.json", {"step": step, "fingerprint": fp, "world_size": dist.world,
-                                            "position": position, "rows": rows})
+                                            "position": position, "rows": rows,
+                                            "threads": torch.get_num_threads()})
         old = sorted((int(m.group(1)), p) for p in work.iterdir() if (m := _CKPT.match(p.name)))
         for _, p in old[:-keep]:
             shutil.rmtree(p, ignore_errors=True)
@@ -438,6 +440,9 @@ def _load_checkpoint(ckpt: Path, model, opt, sched, fp, dist) -> tuple[int, list
     opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=model.device, weights_only=True))
     sched.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
     rngs = torch.load(ckpt / "rng.pt", weights_only=True)
+    if state.get("threads") not in (None, torch.get_num_threads()):
+        log.warning("%s: saved with %s torch threads, now %s: results will not be bit-identical to an "
+                    "uninterrupted run", ckpt, state["threads"], torch.get_num_threads())
     if state.get("world_size") == dist.world:
         _set_rng_state(rngs[dist.rank], model.device)
     else:
@@ -471,7 +476,7 @@ def _precision(dtype: str, device: str, lora: bool) -> tuple[torch.dtype, bool]:
 
 def train_stage(model_ref_or_dir: str, examples: list[TrainExample], cfg: StageConfig, out_dir: str | Path, *,
                 query_prefix: str = "", passage_prefix: str = "", pooling: str = "mean", device: str = "auto",
-                progress: bool = True, skip_instruction: bool = False, bidirectional: bool | None = None,
+                progress: bool = True, mask_prefix_in_pool: bool = False, bidirectional: bool | None = None,
                 dtype: str = "auto", keep_work: bool = False) -> dict:
     """Fine-tune ``model_ref_or_dir`` on ``examples``; write ``out_dir``; return a summary.
 
@@ -502,7 +507,7 @@ def train_stage(model_ref_or_dir: str, examples: list[TrainExample], cfg: StageC
     seed_everything(cfg.seed)  # same initial weights (LoRA init) on every rank
     model = EmbeddingModel.from_pretrained(
         model_ref_or_dir, pooling=pooling, normalize=True, query_prefix=query_prefix, passage_prefix=passage_prefix,
-        skip_instruction=skip_instruction, bidirectional=bidirectional, lora=cfg.lora,
+        mask_prefix_in_pool=mask_prefix_in_pool, bidirectional=bidirectional, lora=cfg.lora,
         gradient_checkpointing=cfg.gradient_checkpointing, device=dev, dtype=wdtype)
     model.train()
     if dist.world > 1:
@@ -567,6 +572,8 @@ def train_stage(model_ref_or_dir: str, examples: list[TrainExample], cfg: StageC
                 _AFTER_STEP_HOOK(step + 1)
     finally:
         bar.close()
+    opt.zero_grad(set_to_none=True)   # free gradients and optimizer state before the final save
+    del opt, sched
 
     secs = time.time() - t_start
     summary = {"stage": cfg.name, "out_dir": str(out_dir), "model": str(model_ref_or_dir), "steps": total,

@@ -1,0 +1,282 @@
+"""Training: config, data order, gradient cache, determinism, resume, DDP, LoRA, stage-2 data."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from nvr import train as T
+from nvr.errors import ConfigError
+from nvr.modeling import EmbeddingModel, build_tiny_model
+from nvr.train import DataOrder, StageConfig, TrainExample, classification_examples, embed_loss_grads, train_stage
+
+WORDS = ("apple river stone cloud music paper light tiger green house ocean glass bread storm violin "
+         "mountain silver garden rocket winter candle forest yellow dragon").split()
+
+
+def make_examples(k=12, negs=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    pick = lambda n: " ".join(WORDS[i] for i in torch.randint(len(WORDS), (n,), generator=g).tolist())  # noqa: E731
+    # a ragged number of negatives exercises the padding mask
+    return [TrainExample(pick(3), pick(8), [pick(8) for _ in range(negs - (i % 2))]) for i in range(k)]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run fastest on one thread (and do not fight other jobs for the cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    return {"bert": build_tiny_model(root / "bert", "bert"),
+            "bert_drop": build_tiny_model(root / "bert_drop", "bert", dropout=0.1),
+            "mistral": build_tiny_model(root / "mistral", "mistral")}
+
+
+def cfg(**kw):
+    base = dict(num_negatives=3, batch_size=4, max_steps=4, warmup_steps=1, learning_rate=1e-3, temperature=0.1,
+                max_query_length=8, max_passage_length=12)
+    base.update(kw)
+    c = StageConfig(**base)
+    c.validate("t")
+    return c
+
+
+def weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def same_weights(a, b, atol=0.0):
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    return all(torch.equal(wa[k], wb[k]) if atol == 0 else torch.allclose(wa[k], wb[k], atol=atol) for k in wa)
+
+
+# --------------------------------------------------------------------------- config and data
+@pytest.mark.parametrize("field,value", [("batch_size", 0), ("learning_rate", -1.0), ("schedule", "cosine"),
+                                         ("grad_cache_chunk", 0), ("epochs", 0.0), ("num_negatives", -1),
+                                         ("lora", {"rank": 4}), ("lora", {"r": 0})])
+def test_config_errors_name_the_field(field, value):
+    c = StageConfig(**{field: value})
+    with pytest.raises(ConfigError, match=rf"train\.stage1\.{field}"):
+        c.validate("train.stage1")
+
+
+def test_config_from_params_builder():
+    from nvr.config import build
+
+    c = build(StageConfig, {"batch_size": 8, "lora": {"r": 8, "alpha": 16}, "epochs": 1}, "train.stage1")
+    assert c.total_steps(100) == 13 and c.epochs == 1.0
+    assert StageConfig(max_steps=7).total_steps(100) == 7
+
+
+def test_lr_schedule():
+    f = T.lr_lambda(StageConfig(warmup_steps=2, max_steps=6), 6)
+    assert [f(s) for s in range(6)] == pytest.approx([0.5, 1.0, 1.0, 0.75, 0.5, 0.25])
+    g = T.lr_lambda(StageConfig(warmup_steps=2, schedule="constant"), 6)
+    assert [g(s) for s in range(4)] == [0.5, 1.0, 1.0, 1.0]
+
+
+def test_data_order_is_seeded_permutation_per_epoch():
+    o = DataOrder(5, seed=3)
+    first = o.indices(0, 10)
+    assert sorted(first[:5]) == sorted(first[5:]) == list(range(5))
+    assert DataOrder(5, 3).indices(4, 3) == first[4:7]          # resumable from any position
+    assert DataOrder(5, 4).indices(0, 5) != first[:5]
+
+
+def test_classification_examples():
+    ex = classification_examples(["t1", "t2", "t3"], [0, 1, 2], ["sports", "arts", "science"], num_negatives=5,
+                                 seed=0, instruction="Classify: ")
+    assert [e.query for e in ex] == ["Classify: t1", "Classify: t2", "Classify: t3"]
+    assert [e.positive for e in ex] == ["sports", "arts", "science"]
+    assert all(len(e.negatives) == 2 and e.positive not in e.negatives for e in ex)
+    ex2 = classification_examples(["a"] * 20, ["x"] * 20, {"x": "X", "y": "Y", "z": "Z", "w": "W"},
+                                  num_negatives=2, seed=1)
+    assert ex2 == classification_examples(["a"] * 20, ["x"] * 20, {"x": "X", "y": "Y", "z": "Z", "w": "W"},
+                                          num_negatives=2, seed=1)
+    assert len({tuple(e.negatives) for e in ex2}) > 1 and all("X" not in e.negatives for e in ex2)
+    with pytest.raises(ValueError):
+        classification_examples(["a"], ["q"], {"x": "X"}, num_negatives=1, seed=0)
+
+
+# --------------------------------------------------------------------------- gradient cache
+@pytest.mark.parametrize("in_batch", [True, False])
+def test_grad_cache_equals_plain_backward(tiny, in_batch):
+    c = cfg(in_batch_negatives=in_batch)
+    ex = make_examples(4)
+    torch.manual_seed(0)
+    em = EmbeddingModel.from_pretrained(tiny["bert"]).train()
+    loss_a, ga = embed_loss_grads(em, ex, c, chunk=None, cache=False)
+    loss_b, gb = embed_loss_grads(em, ex, c, chunk=3, cache=True)
+    assert loss_a == pytest.approx(loss_b, abs=1e-5)
+    assert ga.keys() == gb.keys() and len(ga) > 10
+    for k in ga:
+        assert torch.allclose(ga[k], gb[k], atol=1e-5), k
+
+
+def test_grad_cache_replays_dropout(tiny):
+    c = cfg()
+    ex = make_examples(4)
+    em = EmbeddingModel.from_pretrained(tiny["bert_drop"]).train()
+    torch.manual_seed(1)
+    loss_ref, gref = embed_loss_grads(em, ex, c, chunk=3, cache=False)   # chunked, full graph
+    torch.manual_seed(1)
+    loss_gc, ggc = embed_loss_grads(em, ex, c, chunk=3, cache=True)
+    assert loss_ref == pytest.approx(loss_gc, abs=1e-5)
+    assert all(torch.allclose(gref[k], ggc[k], atol=1e-5) for k in gref)
+    torch.manual_seed(1)
+    _, gbad = embed_loss_grads(em, ex, c, chunk=3, cache=True, replay_rng=False)
+    assert not all(torch.allclose(gref[k], gbad[k], atol=1e-5) for k in gref)
+
+
+# --------------------------------------------------------------------------- full runs
+@pytest.fixture(scope="module")
+def reference_run(tiny, tmp_path_factory):
+    """Uninterrupted 4-step run (dropout on, grad accumulation, ragged negatives)."""
+    out = tmp_path_factory.mktemp("ref") / "model"
+    s = train_stage(tiny["bert_drop"], make_examples(), cfg(grad_accum=2, batch_size=2), out, progress=False)
+    return out, s
+
+
+def test_train_output_and_log(reference_run):
+    from transformers import AutoModel
+
+    out, s = reference_run
+    assert s["steps"] == 4 and [r["step"] for r in s["log"]] == [1, 2, 3, 4]
+    assert s["examples_seen"] == 16 and s["resumed_from"] is None
+    assert all(set(r) == {"step", "loss", "lr", "seconds", "examples"} for r in s["log"])
+    rows = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in rows] == [r["loss"] for r in s["log"]]
+    assert json.loads((out / "train_summary.json").read_text())["steps"] == 4
+    assert (out / "nvr_pooling.json").is_file()
+    AutoModel.from_pretrained(out)
+    assert not T.work_dir(out).exists()
+
+
+def test_same_seed_same_weights_bit_for_bit(tiny, reference_run, tmp_path):
+    ref, s = reference_run
+    out = tmp_path / "again"
+    s2 = train_stage(tiny["bert_drop"], make_examples(), cfg(grad_accum=2, batch_size=2), out, progress=False)
+    assert [r["loss"] for r in s2["log"]] == [r["loss"] for r in s["log"]]
+    assert same_weights(ref, out)
+    before = weights(tiny["bert_drop"])
+    assert not torch.equal(before["embeddings.word_embeddings.weight"], weights(out)["embeddings.word_embeddings.weight"])
+
+
+def test_interrupted_run_resumes_to_identical_weights(tiny, reference_run, tmp_path, monkeypatch):
+    ref, s = reference_run
+    out = tmp_path / "resumed"
+    c = cfg(grad_accum=2, batch_size=2, save_every=2)
+
+    def boom(step):
+        if step == 3:
+            raise KeyboardInterrupt("simulated crash after step 3")
+
+    monkeypatch.setattr(T, "_AFTER_STEP_HOOK", boom)
+    with pytest.raises(KeyboardInterrupt):
+        train_stage(tiny["bert_drop"], make_examples(), c, out, progress=False)
+    assert not out.exists()
+    assert T.latest_checkpoint(T.work_dir(out)).name == "ckpt-2"
+    monkeypatch.setattr(T, "_AFTER_STEP_HOOK", None)
+    s2 = train_stage(tiny["bert_drop"], make_examples(), c, out, progress=False)
+    assert s2["resumed_from"] == 2
+    assert [r["loss"] for r in s2["log"]] == [r["loss"] for r in s["log"]]
+    assert same_weights(ref, out)
+
+
+def test_resume_refuses_another_run(tiny, tmp_path, monkeypatch):
+    out = tmp_path / "m"
+    c = cfg(max_steps=2, save_every=1)
+    monkeypatch.setattr(T, "_AFTER_STEP_HOOK", lambda step: (_ for _ in ()).throw(RuntimeError("stop")))
+    with pytest.raises(RuntimeError):
+        train_stage(tiny["bert"], make_examples(), c, out, progress=False)
+    monkeypatch.setattr(T, "_AFTER_STEP_HOOK", None)
+    with pytest.raises(ConfigError, match="another run"):
+        train_stage(tiny["bert"], make_examples(), cfg(max_steps=2, save_every=1, learning_rate=5e-4), out,
+                    progress=False)
+
+
+def test_lora_decoder_stage(tiny, tmp_path):
+    from transformers import AutoModel
+
+    c = cfg(max_steps=2, in_batch_negatives=False, lora={"r": 4, "alpha": 8, "dropout": 0.0},
+            gradient_checkpointing=True, grad_cache_chunk=4)
+    out = tmp_path / "lora"
+    s = train_stage(tiny["mistral"], make_examples(8), c, out, progress=False, query_prefix="Retrieve: ",
+                    passage_prefix="passage: ", mask_prefix_in_pool=True)
+    assert s["trainable_params"] < s["total_params"] / 50
+    m = AutoModel.from_pretrained(out)
+    assert m.config.is_causal is False
+    settings = json.loads((out / "nvr_pooling.json").read_text())
+    assert settings["bidirectional"] and settings["mask_prefix_in_pool"] and settings["query_prefix"] == "Retrieve: "
+    before, after = weights(tiny["mistral"]), weights(out)
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert changed and all(("q_proj" in k or "v_proj" in k) for k in changed)
+
+
+# --------------------------------------------------------------------------- DDP
+def _ddp_worker(rank, world, init_file, model_dir, out_dir, q):
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        # save_every=1 also runs the collective checkpoint code (RNG states gathered from both ranks)
+        s = train_stage(model_dir, make_examples(), cfg(max_steps=2, batch_size=4, save_every=1), out_dir,
+                        progress=False, device="cpu")
+        q.put((rank, [r["loss"] for r in s["log"]]))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_two_processes_match_single_process(tiny, tmp_path):
+    import torch.multiprocessing as mp
+
+    single = tmp_path / "single"
+    s = train_stage(tiny["bert"], make_examples(), cfg(max_steps=2, batch_size=4), single, progress=False,
+                    device="cpu")
+    ctx = mp.get_context("spawn")
+    q = ctx.SimpleQueue()
+    out = tmp_path / "ddp"
+    mp.start_processes(_ddp_worker, args=(2, str(tmp_path / "init"), str(tiny["bert"]), str(out), q), nprocs=2,
+                       join=True, start_method="spawn")
+    got = dict(q.get() for _ in range(2))
+    for rank in (0, 1):
+        assert got[rank] == pytest.approx([r["loss"] for r in s["log"]], abs=1e-5)
+    assert same_weights(single, out, atol=1e-5)
+
+
+def test_sigkill_mid_run_then_resume(tiny, reference_run, tmp_path):
+    """A process killed with SIGKILL right after step 3 leaves ckpt-2 intact; a new run resumes."""
+    import subprocess
+    import sys
+    import textwrap
+
+    ref, _ = reference_run
+    out = tmp_path / "killed"
+    script = textwrap.dedent(f"""
+        import os, signal, sys, torch
+        torch.set_num_threads(1)   # bit-identical floats need the thread count of the reference run
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from test_train import make_examples, cfg
+        from nvr import train as T
+        T._AFTER_STEP_HOOK = lambda s: os.kill(os.getpid(), signal.SIGKILL) if s == 3 else None
+        T.train_stage({str(tiny["bert_drop"])!r}, make_examples(), cfg(grad_accum=2, batch_size=2, save_every=2),
+                      {str(out)!r}, progress=False)
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == -9, r.stderr[-2000:]
+    assert not out.exists() and T.latest_checkpoint(T.work_dir(out)).name == "ckpt-2"
+    s = train_stage(tiny["bert_drop"], make_examples(), cfg(grad_accum=2, batch_size=2, save_every=2), out,
+                    progress=False)
+    assert s["resumed_from"] == 2
+    assert same_weights(ref, out)

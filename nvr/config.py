@@ -165,10 +165,14 @@ class StudentConfig:
     pooling: str = "mean"
     query_prefix: str = ""
     passage_prefix: str = ""
+    mask_prefix_in_pool: bool = False   # NV-Retriever-v1: instruction tokens are left out of the mean pool
+    bidirectional: bool | None = None   # decoder LLMs: bidirectional attention (None = on for decoders)
+    dtype: str = "auto"                 # auto = bf16 on GPUs that support it, fp32 on CPU
     trust_remote_code: bool = False
 
     def validate(self, where: str) -> None:
         _choice(self.pooling, {"mean", "cls", "last"}, f"{where}.pooling")
+        _choice(self.dtype, {"auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16"}, f"{where}.dtype")
 
 
 @dataclass

@@ -322,9 +322,10 @@ def finetune(study: Study, method: str, stage: str = "stage1", root=None, *, dev
         keep = sorted(rng.choice(len(examples), size=min(n_ret, len(examples)), replace=False).tolist())
         examples = [examples[i] for i in keep] + cls
         log.info("stage2: %d retrieval + %d classification examples", len(keep), len(cls))
-    summary = train_stage(init, examples, cfg, out, query_prefix=study.student.query_prefix,
-                          passage_prefix=study.student.passage_prefix, pooling=study.student.pooling,
-                          device=device)
+    st = study.student
+    summary = train_stage(init, examples, cfg, out, query_prefix=st.query_prefix, passage_prefix=st.passage_prefix,
+                          pooling=st.pooling, device=device, mask_prefix_in_pool=st.mask_prefix_in_pool,
+                          bidirectional=st.bidirectional, dtype=st.dtype)
     return summary
 
 
@@ -353,19 +354,25 @@ def evaluate_model(study: Study, name: str, root=None, *, classification: bool =
     root = _root(root)
     ref, pooling = model_ref(study, name, root)
     ev = study.evaluate
-    if name == "teacher":
+    qlen, plen = ev.max_query_length, ev.max_passage_length
+    if name == "teacher":  # the teacher is scored as it mines: its own prefixes and lengths
         tc = study.teacher_config()
-        qp, pp = tc.query_prefix, tc.passage_prefix
+        qp, pp, qlen, plen = tc.query_prefix, tc.passage_prefix, tc.max_query_length, tc.max_passage_length
     else:
         qp, pp = study.student.query_prefix, study.student.passage_prefix
     t0 = time.time()
     res = evaluate_retrieval(ref, root / DATA, ev.split, pooling=pooling, query_prefix=qp, passage_prefix=pp,
-                             max_query_length=ev.max_query_length, max_passage_length=ev.max_passage_length,
-                             batch_size=ev.batch_size)
+                             max_query_length=qlen, max_passage_length=plen, batch_size=ev.batch_size)
     metrics = {"model": name, "split": ev.split,
                "ndcg_at_10": res["ndcg_at_10"], "recall_at_100": res["recall_at_100"], "mrr_at_10": res["mrr_at_10"]}
     if classification:
         metrics["topic_accuracy"] = evaluate_topics(study, ref, pooling, root)["accuracy"]
+        if name.endswith("-stage2"):  # what stage 2 changed on its own task: base -> stage 1 -> stage 2
+            topics = {"stage2": metrics["topic_accuracy"]}
+            for key, other in (("base", "base"), ("stage1", name[: -len("-stage2")])):
+                o_ref, o_pool = model_ref(study, other, root)
+                topics[key] = evaluate_topics(study, o_ref, o_pool, root)["accuracy"]
+            write_json(root / METRICS / "topics.json", topics)
     metrics["seconds"] = round(time.time() - t0, 2)
     write_json(root / METRICS / f"{name}.json", metrics)
     log.info("evaluate[%s]: NDCG@10 %.4f", name, metrics["ndcg_at_10"])

@@ -132,6 +132,10 @@ def cmd_mine(args) -> int:
             "max_query_length": args.max_query_length, "max_passage_length": args.max_passage_length,
             "batch_size": args.batch_size, "normalize": not args.no_normalize,
             "trust_remote_code": args.trust_remote_code, "depth": args.depth}, "nvr mine --teacher")
+    if tc.kind == "dense":
+        from .models import resolve_model
+
+        resolve_model(tc.model)  # a missing local model fails before any data is read
     corpus, pairs, hidden = _load_inputs(args)
     doc_ids = list(corpus)
     index = {d: i for i, d in enumerate(doc_ids)}
@@ -140,7 +144,7 @@ def cmd_mine(args) -> int:
     q_ids = [p.query_id for p in pairs]
     cache = args.cache_dir or args.out.parent / f".{args.out.stem}.embeddings"
     cands = rank_candidates(tc, q_ids, [p.query for p in pairs], doc_texts, pos, seed=cfg.seed,
-                            cache_dir=cache, name="nvr mine")
+                            cache_dir=cache, name="nvr mine", depth_key="--depth")
     mined = M.mine(cands["cand_ids"], cands["cand_scores"], cands["pos_ids"], cands["pos_scores"], cfg,
                    query_keys=M.query_keys(q_ids), exclude_ids=cands["exclude_ids"])
     hidden_mat = None

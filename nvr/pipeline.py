@@ -98,7 +98,7 @@ def encoder_config(tc: TeacherConfig, device: str = "auto"):
 
 def rank_candidates(tc: TeacherConfig, q_ids: list[str], q_texts: list[str], doc_texts: list[str],
                     pos: np.ndarray, *, seed: int, cache_dir: Path | None = None, link_dir: Path | None = None,
-                    name: str = "teacher") -> dict:
+                    name: str = "teacher", depth_key: str | None = None) -> dict:
     """Rank ``tc.depth`` candidates per query with one teacher (dense, BM25 or random).
 
     Returns the arrays of ``candidates.npz``: ``query_ids``, ``cand_ids`` / ``cand_scores``
@@ -110,8 +110,9 @@ def rank_candidates(tc: TeacherConfig, q_ids: list[str], q_texts: list[str], doc
     from . import teachers as T
     from .mining import query_keys as make_keys
 
+    depth_key = depth_key or f"teachers.{name}.depth"
     if tc.depth > len(doc_texts):
-        raise ConfigError(f"teachers.{name}.depth: {tc.depth} is larger than the corpus ({len(doc_texts)} documents)")
+        raise ConfigError(f"{depth_key}: {tc.depth} is larger than the corpus ({len(doc_texts)} documents)")
     log.info("teacher[%s]: %d queries, %d documents, depth %d", name, len(q_texts), len(doc_texts), tc.depth)
     if tc.kind == "dense":
         from .encode import Encoder, encode_cached
@@ -127,7 +128,7 @@ def rank_candidates(tc: TeacherConfig, q_ids: list[str], q_texts: list[str], doc
         pos_scores = T.positive_scores(q_emb, c_emb, pos)
     elif tc.kind == "bm25":
         bm25 = T.BM25Teacher(doc_texts)
-        scores, ids = T.bm25_candidates(q_texts, doc_texts, tc.depth, index=bm25, where=f"teachers.{name}.depth")
+        scores, ids = T.bm25_candidates(q_texts, doc_texts, tc.depth, index=bm25, where=depth_key)
         pos_scores = T.bm25_positive_scores(q_texts, doc_texts, pos, index=bm25)
     else:
         scores, ids = T.random_candidates(len(q_texts), len(doc_texts), tc.depth, seed=seed,
@@ -250,6 +251,59 @@ def mine_method(study: Study, method: str, root=None, *, teacher: str | None = N
     log.info("mine[%s/%s]: %d rows, %s", teacher, method, len(rows),
              {k: stats[k] for k in ("queries_full", "queries_short", "false_negative_rate") if k in stats})
     return stats
+
+
+def mine_ensembles(study: Study, root=None, *, method: str = "percpos095") -> dict:
+    """Teacher ensembles of the paper's Table 2, from the teachers of ``teacher_ablation``.
+
+    Every dense or BM25 teacher mines with ``method``; then *cross-sample* takes one random
+    teacher per query, *intra-sample* takes the top-1 negative of each teacher in turn, with
+    duplicates removed or kept. Writes ``artifacts/ensembles/<kind>.jsonl`` and
+    ``<kind>.stats.json`` (false-negative rate on data with hidden labels).
+    """
+    from . import data as D
+    from . import mining as M
+    from . import teachers as T
+
+    setup_logging()
+    root = _root(root)
+    names = [t for t in study.teacher_ablation if study.teacher_config(t).kind != "random"]
+    if len(names) < 2:
+        raise ConfigError(f"teacher_ablation: ensembles need at least two non-random teachers, got {names}")
+    cfg = study.mining_config(method)
+    cands = {t: load_candidates(root, t) for t in names}
+    q_ids = [str(q) for q in cands[names[0]]["query_ids"]]
+    for t in names[1:]:
+        if [str(q) for q in cands[t]["query_ids"]] != q_ids:
+            raise DataError(f"artifacts/teachers/{t}/candidates.npz: queries differ from teacher '{names[0]}'")
+    keys = M.query_keys(q_ids)
+    mined = [M.mine(c["cand_ids"], c["cand_scores"], c["pos_ids"], c["pos_scores"], cfg, query_keys=keys,
+                    exclude_ids=c["exclude_ids"], progress=False) for c in cands.values()]
+    *_, choice = T.cross_sample([(m.n_found[:, None],) for m in mined], seed=cfg.seed, query_keys=keys)
+    n = cfg.num_negatives
+    kinds = {
+        "cross_sample": T.pick_mined(mined, choice),
+        "intra_sample_dedup": T.intra_sample(mined, n, dedupe=True, per_teacher=n),
+        "intra_sample_kept": T.intra_sample(mined, n, dedupe=False, per_teacher=n),
+    }
+    ds = D.load_beir(root / DATA)
+    doc_ids = list(ds.corpus)
+    doc_index = {d: i for i, d in enumerate(doc_ids)}
+    hidden = _hidden_matrix(root, q_ids, doc_index)
+    by_id = {p.query_id: p for p in D.read_train_pairs(root / DATA / "train_pairs.jsonl")}
+    pos_scores = cands[names[0]]["pos_scores"]
+    out = root / ARTIFACTS / "ensembles"
+    result = {}
+    for kind, m in kinds.items():
+        stats = M.mining_stats(m, pos_scores, hidden_pos_ids=hidden)
+        stats.update(kind=kind, teachers=names, method=method)
+        rows = M.to_rows(m, q_ids, [by_id[q].query for q in q_ids], [by_id[q].positive_ids for q in q_ids],
+                         pos_scores, doc_ids)
+        M.write_mined(out / f"{kind}.jsonl", rows)
+        write_json(out / f"{kind}.stats.json", _jsonable(stats))
+        result[kind] = stats
+        log.info("ensemble[%s]: false-negative rate %s", kind, stats.get("false_negative_rate"))
+    return result
 
 
 def write_loss_curve(summary: dict, name: str, root=None) -> list[dict]:

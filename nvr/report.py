@@ -103,6 +103,8 @@ def collect(root, study) -> dict:
             with np.load(d / "candidates.npz") as z:
                 cand_ids[t] = z["cand_ids"]
     R["cand_ids"] = cand_ids
+    R["ensembles"] = {p.name[: -len(".stats.json")]: _read(p)
+                      for p in sorted((root / "artifacts" / "ensembles").glob("*.stats.json"))}
     return R
 
 
@@ -227,21 +229,26 @@ def jaccard_table(R, k: int | None = None):
     """Mean top-k Jaccard overlap between teachers' candidate lists (paper: top-4 overlap < 0.3)."""
     import pandas as pd
 
-    ids = R["cand_ids"]
+    from .teachers import jaccard_matrix
+
     k = k or int(R["study"].mining.get("num_negatives", 4))
-    names = list(ids)
-    mat = np.full((len(names), len(names)), np.nan)
-    for i, a in enumerate(names):
-        for j, b in enumerate(names):
-            if ids[a].shape[0] == ids[b].shape[0]:
-                mat[i, j] = topk_jaccard(ids[a], ids[b], k)
-    return pd.DataFrame(mat, index=names, columns=names).round(3)
+    return pd.DataFrame(jaccard_matrix(R["cand_ids"], k)).round(3)
 
 
-def topk_jaccard(a: np.ndarray, b: np.ndarray, k: int) -> float:
-    from .teachers import topk_jaccard as tj
+def ensemble_table(R):
+    """Teacher ensembles (paper Table 2): our mining statistics beside the paper's NDCG@10."""
+    import pandas as pd
 
-    return float(tj(a, b, k))
+    labels = {"cross_sample": "cross-sample", "intra_sample_dedup": "intra-sample, duplicates removed",
+              "intra_sample_kept": "intra-sample, duplicates kept"}
+    rows = []
+    for kind, label in labels.items():
+        s = R["ensembles"].get(kind)
+        if s:
+            rows.append({"ensemble": label, "paper NDCG@10": PAPER_TABLE2[label],
+                         "teachers": ", ".join(s.get("teachers", [])), "false-negative rate": s.get("false_negative_rate"),
+                         "negatives": s.get("negatives_emitted"), "queries with full set": s.get("queries_full")})
+    return pd.DataFrame(rows).set_index("ensemble") if rows else pd.DataFrame()
 
 
 def stage_table(R):

@@ -230,6 +230,13 @@ class Study:
             raise ConfigError(f"teacher: '{name}' is not defined under teachers ({', '.join(self.teachers)})")
         return self.teachers[name]
 
+    def train_seeds(self, method: str) -> list[int]:
+        """Training seeds for ``method``: ``train.seeds`` (default: the study seed) for the methods of
+        ``train.seed_methods`` (default: all); other methods train with the first seed only."""
+        seeds = list(self.train.get("seeds") or [self.seed])
+        chosen = self.train.get("seed_methods")
+        return seeds if chosen is None or method in chosen else seeds[:1]
+
     def stage_config(self, stage: str):
         from .train import StageConfig
 
@@ -244,7 +251,7 @@ class Study:
 _TOP_KEYS = {"profile", "seed", "dataset", "teacher", "teachers", "teacher_ablation", "student",
              "mining", "train", "evaluate", "report"}
 _MINING_KEYS = {"num_negatives", "shortfall", "methods", "sweeps", "seeds"}
-_TRAIN_KEYS = {"stage1", "stage2", "stage2_method", "stage2_retrieval_fraction", "device"}
+_TRAIN_KEYS = {"stage1", "stage2", "stage2_method", "stage2_retrieval_fraction", "device", "seeds", "seed_methods"}
 
 
 def parse(raw: dict, source: str = "params.yaml") -> Study:
@@ -300,6 +307,13 @@ def parse(raw: dict, source: str = "params.yaml") -> Study:
     # Validate every lazily-built section now so a bad value fails before any work.
     for m in study.method_names():
         study.mining_config(m)
+    seeds = train.get("seeds")
+    if seeds is not None and (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+                              or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in seeds)):
+        raise ConfigError(f"train.seeds: expected a non-empty list of distinct non-negative integers, got {seeds!r}")
+    for m in train.get("seed_methods") or []:
+        if m not in mining["methods"]:
+            raise ConfigError(f"train.seed_methods: '{m}' is not one of mining.methods")
     if train.get("stage2_method") and train["stage2_method"] not in mining["methods"]:
         raise ConfigError(f"train.stage2_method: '{train['stage2_method']}' is not one of mining.methods")
     return study

@@ -354,21 +354,41 @@ def classification_examples(root: Path, num_negatives: int, seed: int, split: st
     return build(texts, labels, {n: n for n in names}, num_negatives=num_negatives, seed=seed)
 
 
+def seed_dirs(study: Study, method: str, root=None) -> dict[int, Path]:
+    """Where each training seed's stage-1 model lives: the first seed at ``models/<method>``,
+    further seeds (``train.seeds``) at ``models/<method>/seeds/<seed>``."""
+    base = _root(root) / MODELS / method
+    seeds = study.train_seeds(method)
+    return {s: base if i == 0 else base / "seeds" / str(s) for i, s in enumerate(seeds)}
+
+
 def finetune(study: Study, method: str, stage: str = "stage1", root=None, *, device: str = "auto") -> dict:
-    """Fine-tune the student on ``method``'s mined negatives (stage 1) or the stage-2 blend."""
+    """Fine-tune the student on ``method``'s mined negatives (stage 1, once per training seed)
+    or the stage-2 blend (from the first seed's stage-1 model)."""
+    root = _root(root)
+    if stage == "stage1":
+        summaries = {}
+        for seed, out in seed_dirs(study, method, root).items():
+            summaries[seed] = _finetune_one(study, method, stage, root, out, seed, device)
+        first = next(iter(summaries.values()))
+        return {**first, "seeds": list(summaries),
+                "final_loss_by_seed": {str(k): v.get("final_loss") for k, v in summaries.items()}}
+    return _finetune_one(study, method, stage, root, root / MODELS / f"{method}-stage2", study.seed, device)
+
+
+def _finetune_one(study: Study, method: str, stage: str, root: Path, out: Path, seed: int, device: str) -> dict:
+    import dataclasses
+
     from .train import train_stage
 
     setup_logging()
-    root = _root(root)
-    cfg = study.stage_config(stage)
+    cfg = dataclasses.replace(study.stage_config(stage), seed=seed)
     mined_path = root / ARTIFACTS / "mined" / f"{method}.jsonl"
     examples = retrieval_examples(root, mined_path, cfg.num_negatives)
     if stage == "stage1":
         init = study.student.model
-        out = root / MODELS / method
     else:
         init = str(root / MODELS / method)
-        out = root / MODELS / f"{method}-stage2"
         frac = float(study.train.get("stage2_retrieval_fraction", 0.5))
         cls = classification_examples(root, cfg.num_negatives, study.seed)
         n_ret = int(round(len(cls) * frac / max(1e-9, 1 - frac))) if frac < 1 else len(examples)
@@ -415,10 +435,22 @@ def evaluate_model(study: Study, name: str, root=None, *, classification: bool =
     else:
         qp, pp = study.student.query_prefix, study.student.passage_prefix
     t0 = time.time()
-    res = evaluate_retrieval(ref, root / DATA, ev.split, pooling=pooling, query_prefix=qp, passage_prefix=pp,
-                             max_query_length=qlen, max_passage_length=plen, batch_size=ev.batch_size)
-    metrics = {"model": name, "split": ev.split,
-               "ndcg_at_10": res["ndcg_at_10"], "recall_at_100": res["recall_at_100"], "mrr_at_10": res["mrr_at_10"]}
+    refs = {None: ref}
+    if name in study.mining["methods"]:
+        refs = {s: str(p) for s, p in seed_dirs(study, name, root).items()}
+    runs = {}
+    for seed, r in refs.items():
+        runs[seed] = evaluate_retrieval(r, root / DATA, ev.split, pooling=pooling, query_prefix=qp, passage_prefix=pp,
+                                        max_query_length=qlen, max_passage_length=plen, batch_size=ev.batch_size)
+    keys = ("ndcg_at_10", "recall_at_100", "mrr_at_10")
+    metrics = {"model": name, "split": ev.split}
+    for k in keys:
+        vals = np.array([r[k] for r in runs.values()], dtype=np.float64)
+        metrics[k] = round(float(vals.mean()), 6)
+        if len(vals) > 1:
+            metrics[f"{k}_std"] = round(float(vals.std(ddof=1)), 6)
+    if len(runs) > 1:
+        metrics["seeds"] = {str(s): round(float(r["ndcg_at_10"]), 6) for s, r in runs.items()}
     if classification:
         metrics["topic_accuracy"] = evaluate_topics(study, ref, pooling, root)["accuracy"]
         if name.endswith("-stage2"):  # what stage 2 changed on its own task: base -> stage 1 -> stage 2

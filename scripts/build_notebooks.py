@@ -226,6 +226,12 @@ report.method_table(R)
 display(Markdown(report.method_commentary(R)))
 fig = report.plot_methods(R, "reports/figures/ndcg_by_method.png"); plt.show()
 """),
+        md("## Threshold sweeps (paper: 0..1 in steps of 0.05; a coarser grid on CPU)"),
+        code("""
+display(report.sweep_table(R))
+fig = report.plot_sweeps(R, "reports/figures/sweeps.png")
+if fig is not None: plt.show()
+"""),
         md("## False negatives per method (paper Fig. 3, measured exactly)"),
         code("""
 display(report.false_negative_table(R))

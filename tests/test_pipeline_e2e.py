@@ -6,60 +6,17 @@ that depend on it.
 """
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from _project import run
 
-ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
-
-
-def _env():
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONHASHSEED="0",
-               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
-    return env
-
-
-def run(cmd, cwd, check=True, **kw):
-    res = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, **kw)
-    if check and res.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}")
-    return res
-
-
-def make_project(dest: Path, profile: str = "profiles/smoke.yaml") -> Path:
-    """Copy the project's tracked and untracked-not-ignored files, with ``profile`` as params.yaml."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split("\n")
-    for f in filter(None, files):
-        src = ROOT / f
-        if src.is_file() and not f.startswith(("reports/", "metrics/")):
-            (dest / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / f)
-    shutil.copy2(ROOT / profile, dest / "params.yaml")
-    run(["git", "init", "-q"], dest)
-    run(["git", "add", "-A"], dest)
-    run(["git", "commit", "-qm", "init"], dest)
-    return dest
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    proj = make_project(tmp_path_factory.mktemp("smoke"))
-    res = run(["dvc", "repro"], proj, timeout=1200)
-    return proj, res
+pytestmark = pytest.mark.slow  # the `smoke_run` fixture (tests/conftest.py) runs `dvc repro` once per session
 
 
 def test_repro_produces_reports_metrics_and_artifacts(smoke_run):
-    proj, _ = smoke_run
+    proj = smoke_run.proj
     study = yaml.safe_load((proj / "params.yaml").read_text())
     methods = list(study["mining"]["methods"])
     stage2 = f"{study['train']['stage2_method']}-stage2"
@@ -68,6 +25,15 @@ def test_repro_produces_reports_metrics_and_artifacts(smoke_run):
         assert 0.0 < m["ndcg_at_10"] <= 1.0, (name, m)
         assert 0.0 <= m["recall_at_100"] <= 1.0 and 0.0 <= m["mrr_at_10"] <= 1.0
     assert "topic_accuracy" in json.loads((proj / "metrics" / f"{stage2}.json").read_text())
+    topics = json.loads((proj / "metrics" / "topics.json").read_text())
+    assert set(topics) == {"base", "stage1", "stage2"}
+    seeds = study["train"]["seeds"]
+    for m in study["train"]["seed_methods"]:      # several training seeds: mean, sd and per-seed scores
+        met = json.loads((proj / "metrics" / f"{m}.json").read_text())
+        assert set(met["seeds"]) == {str(s) for s in seeds} and "ndcg_at_10_std" in met
+        assert (proj / "models" / m / "seeds" / str(seeds[1]) / "config.json").is_file()
+    for kind in ("cross_sample", "intra_sample_dedup", "intra_sample_kept"):
+        assert (proj / "artifacts" / "ensembles" / f"{kind}.jsonl").stat().st_size > 0
     for m in methods:
         rows = [json.loads(line) for line in (proj / "artifacts" / "mined" / f"{m}.jsonl").read_text().splitlines()]
         assert rows and all(set(r["negative_ids"]).isdisjoint(r["positive_ids"]) for r in rows)
@@ -85,7 +51,7 @@ def test_repro_produces_reports_metrics_and_artifacts(smoke_run):
 
 
 def test_second_repro_does_nothing(smoke_run):
-    proj, _ = smoke_run
+    proj = smoke_run.proj
     res = run(["dvc", "repro"], proj)
     assert "Running stage" not in res.stdout, res.stdout
     st = run(["dvc", "status", "--json"], proj).stdout
@@ -94,7 +60,7 @@ def test_second_repro_does_nothing(smoke_run):
 
 def test_changing_one_method_reruns_only_its_stages(smoke_run):
     """Runs last (it leaves the project with a changed parameter)."""
-    proj, _ = smoke_run
+    proj = smoke_run.proj
     params = proj / "params.yaml"
     data = yaml.safe_load(params.read_text())
     data["mining"]["methods"]["naive"] = {"shift": 1}

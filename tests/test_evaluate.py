@@ -287,3 +287,30 @@ def test_evaluate_hub_tasks_table_order(minilm, monkeypatch):
     assert res["average"] == pytest.approx(np.mean(list(res["ndcg_at_10"].values())))
     # q5 finds Berlin (1.0); q2 has only a score-0 judgment and counts as 0, as in MTEB/BEIR
     assert res["ndcg_at_10"]["NvrLocal-A-train"] == pytest.approx(0.5)
+
+
+@pytest.mark.skipif(not (SCIFACT / "corpus.jsonl").is_file(), reason="SciFact copy not present")
+def test_scifact_base_model_agrees_with_mtebs_own_model_wrapper(minilm_path, tmp_path):
+    """Issue 2 item 10: on (a slice of) BEIR SciFact, nvr's evaluation of the base model equals what
+    MTEB computes with its *own* sentence-transformers wrapper for the same model and settings."""
+    import mteb
+    from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderWrapper
+    from sentence_transformers import SentenceTransformer
+
+    full = load_beir(SCIFACT, splits=["test"])
+    qids = list(full.qrels["test"])[:40]
+    rel = {d for q in qids for d in full.qrels["test"][q]}
+    keep = [d for d in full.corpus if d in rel] + [d for d in full.corpus if d not in rel][::25][:160]
+    sl = BeirDataset(corpus={d: full.corpus[d] for d in keep}, queries={q: full.queries[q] for q in qids},
+                     qrels={"test": {q: full.qrels["test"][q] for q in qids}})
+    save_beir(sl, tmp_path / "slice")
+    ours = E.evaluate_retrieval("pkg:all-MiniLM-L6-v2", tmp_path / "slice", "test", max_query_length=128,
+                                max_passage_length=128, batch_size=32, device="cpu")
+    st = SentenceTransformer(minilm_path, device="cpu")
+    st.max_seq_length = 128
+    wrapper = SentenceTransformerEncoderWrapper(st)
+    res = mteb.evaluate(wrapper, [E.make_local_task(tmp_path / "slice", "test")], cache=None,
+                        encode_kwargs={"batch_size": 32}, show_progress_bar=False)
+    theirs = dict(res.task_results[0].scores["test"][0])
+    assert abs(ours["ndcg_at_10"] - theirs["ndcg_at_10"]) < 1e-4, (ours["ndcg_at_10"], theirs["ndcg_at_10"])
+    assert abs(ours["recall_at_100"] - theirs["recall_at_100"]) < 1e-4

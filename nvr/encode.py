@@ -286,7 +286,7 @@ class Encoder:
         if progress and n:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=n, desc=f"encode {kind}s", unit="text")
+            bar = tqdm(total=n, desc="encode queries" if kind == "query" else "encode passages", unit="text")
         n_lead = self._prefix_info[kind][0]
         was_training = self.model.training
         self.model.eval()

@@ -383,6 +383,7 @@ def _finetune_one(study: Study, method: str, stage: str, root: Path, out: Path, 
 
     setup_logging()
     cfg = dataclasses.replace(study.stage_config(stage), seed=seed)
+    st = study.student
     mined_path = root / ARTIFACTS / "mined" / f"{method}.jsonl"
     examples = retrieval_examples(root, mined_path, cfg.num_negatives)
     if stage == "stage1":
@@ -390,13 +391,18 @@ def _finetune_one(study: Study, method: str, stage: str, root: Path, out: Path, 
     else:
         init = str(root / MODELS / method)
         frac = float(study.train.get("stage2_retrieval_fraction", 0.5))
+        if not (root / DATA / "topics.jsonl").is_file():  # BEIR data has no classification task
+            log.info("stage2: no data/topics.jsonl: stage 2 trains on retrieval pairs only (hard negatives, "
+                     "no in-batch negatives)")
+            return train_stage(init, examples, cfg, out, query_prefix=st.query_prefix, passage_prefix=st.passage_prefix,
+                               pooling=st.pooling, device=device, mask_prefix_in_pool=st.mask_prefix_in_pool,
+                               bidirectional=st.bidirectional, dtype=st.dtype)
         cls = classification_examples(root, cfg.num_negatives, study.seed)
         n_ret = int(round(len(cls) * frac / max(1e-9, 1 - frac))) if frac < 1 else len(examples)
         rng = np.random.default_rng(study.seed)
         keep = sorted(rng.choice(len(examples), size=min(n_ret, len(examples)), replace=False).tolist())
         examples = [examples[i] for i in keep] + cls
         log.info("stage2: %d retrieval + %d classification examples", len(keep), len(cls))
-    st = study.student
     summary = train_stage(init, examples, cfg, out, query_prefix=st.query_prefix, passage_prefix=st.passage_prefix,
                           pooling=st.pooling, device=device, mask_prefix_in_pool=st.mask_prefix_in_pool,
                           bidirectional=st.bidirectional, dtype=st.dtype)
@@ -440,8 +446,10 @@ def evaluate_model(study: Study, name: str, root=None, *, classification: bool =
         refs = {s: str(p) for s, p in seed_dirs(study, name, root).items()}
     runs = {}
     for seed, r in refs.items():
-        runs[seed] = evaluate_retrieval(r, root / DATA, ev.split, pooling=pooling, query_prefix=qp, passage_prefix=pp,
-                                        max_query_length=qlen, max_passage_length=plen, batch_size=ev.batch_size)
+        model = _mteb_model(study, name, r, pooling, qp, pp, qlen, plen)
+        runs[seed] = evaluate_retrieval(model, root / DATA, ev.split, pooling=pooling, query_prefix=qp,
+                                        passage_prefix=pp, max_query_length=qlen, max_passage_length=plen,
+                                        batch_size=ev.batch_size)
     keys = ("ndcg_at_10", "recall_at_100", "mrr_at_10")
     metrics = {"model": name, "split": ev.split}
     for k in keys:
@@ -451,6 +459,11 @@ def evaluate_model(study: Study, name: str, root=None, *, classification: bool =
             metrics[f"{k}_std"] = round(float(vals.std(ddof=1)), 6)
     if len(runs) > 1:
         metrics["seeds"] = {str(s): round(float(r["ndcg_at_10"]), 6) for s, r in runs.items()}
+    if classification and not (root / DATA / "topics.jsonl").is_file():
+        log.info("evaluate[%s]: no data/topics.jsonl: no classification score for this dataset", name)
+        classification = False
+        if name.endswith("-stage2"):
+            write_json(root / METRICS / "topics.json", {"base": None, "stage1": None, "stage2": None})
     if classification:
         metrics["topic_accuracy"] = evaluate_topics(study, ref, pooling, root)["accuracy"]
         if name.endswith("-stage2"):  # what stage 2 changed on its own task: base -> stage 1 -> stage 2
@@ -459,10 +472,33 @@ def evaluate_model(study: Study, name: str, root=None, *, classification: bool =
                 o_ref, o_pool = model_ref(study, other, root)
                 topics[key] = evaluate_topics(study, o_ref, o_pool, root)["accuracy"]
             write_json(root / METRICS / "topics.json", topics)
+    if ev.hub_tasks:  # standard MTEB retrieval tasks by name (needs a network), first seed's model
+        from .evaluate import evaluate_hub_tasks
+
+        hub = evaluate_hub_tasks(_mteb_model(study, name, next(iter(refs.values())), pooling, qp, pp, qlen, plen),
+                                 ev.hub_tasks, pooling=pooling, query_prefix=qp, passage_prefix=pp,
+                                 max_query_length=qlen, max_passage_length=plen, batch_size=ev.batch_size)
+        metrics["hub_ndcg_at_10"] = hub["ndcg_at_10"]
+        metrics["hub_average_ndcg_at_10"] = hub["average"]
     metrics["seconds"] = round(time.time() - t0, 2)
     write_json(root / METRICS / f"{name}.json", metrics)
     log.info("evaluate[%s]: NDCG@10 %.4f", name, metrics["ndcg_at_10"])
     return metrics
+
+
+def _mteb_model(study: Study, name: str, ref: str, pooling: str, qp: str, pp: str, qlen: int, plen: int):
+    """The model reference itself, or (when the student leaves its prefix tokens out of the mean
+    pool, as NV-Retriever-v1 does) an nvr Encoder wrapped for MTEB with a checkpoint-unique id."""
+    if name == "teacher" or not study.student.mask_prefix_in_pool:
+        return ref
+    from .encode import Encoder, EncoderConfig
+    from .evaluate import TextEncoderAdapter, checkpoint_hash
+
+    enc = Encoder(EncoderConfig(model=ref, pooling=pooling, query_prefix=qp, passage_prefix=pp, max_query_length=qlen,
+                                max_passage_length=plen, batch_size=study.evaluate.batch_size,
+                                mask_prefix_in_pool=True, dtype=study.student.dtype))
+    ident = checkpoint_hash(ref) if Path(ref).is_dir() else f"{ref}@{study.student.revision or 'main'}"
+    return TextEncoderAdapter(enc, f"{ident}-masked-{qlen}-{plen}", name=f"nvr/{name}")
 
 
 def evaluate_topics(study: Study, ref: str, pooling: str, root: Path) -> dict:

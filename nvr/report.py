@@ -272,7 +272,7 @@ def stage_table(R):
         if m:
             rows.append({"model": label, "NDCG@10": m.get("ndcg_at_10"), "topic accuracy": m.get("topic_accuracy")})
     topics = R["metrics"].get("topics")
-    if topics:
+    if topics and any(v is not None for v in topics.values()):
         for row in rows:
             key = {"base model": "base", "stage 2": "stage2"}.get(row["model"], "stage1")
             row["topic accuracy"] = topics.get(key, row["topic accuracy"])

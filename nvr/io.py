@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -22,12 +21,6 @@ from .errors import DataError
 PathLike = str | os.PathLike
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 @contextlib.contextmanager
 def atomic_write(path: PathLike, mode: str = "w", encoding: str | None = "utf-8"):
     """Open a temporary file next to ``path``; rename it over ``path`` on success.
@@ -36,9 +29,7 @@ def atomic_write(path: PathLike, mode: str = "w", encoding: str | None = "utf-8"
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; artifacts get ordinary permissions
+    tmp = path.with_name(f".{path.name}.tmp")  # fixed name: a rerun reuses what a killed run left
     try:
         kwargs = {} if "b" in mode else {"encoding": encoding}
         with open(tmp, mode, **kwargs) as fh:
@@ -60,8 +51,10 @@ def atomic_dir(path: PathLike):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
+    tmp = path.with_name(f".{path.name}.tmp")  # fixed name: a rerun clears what a killed run left
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
     try:
         yield tmp
         if path.exists():

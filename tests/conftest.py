@@ -1,0 +1,23 @@
+"""Shared fixtures: one smoke-profile `dvc repro` per test session (it takes minutes)."""
+
+from typing import NamedTuple
+from pathlib import Path
+import subprocess
+
+import pytest
+
+from _project import make_project, run, snapshot
+
+
+class SmokeRun(NamedTuple):
+    proj: Path                           # the finished project (tests may change it afterwards)
+    result: subprocess.CompletedProcess  # the `dvc repro` that built it
+    snapshot: dict                       # digests of its outputs, taken before any test touched it
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> SmokeRun:
+    """A clean `dvc repro` of profiles/smoke.yaml in a fresh copy of the project (own cache/)."""
+    proj = make_project(tmp_path_factory.mktemp("smoke"))
+    res = run(["dvc", "repro"], proj, timeout=1200)
+    return SmokeRun(proj, res, snapshot(proj))

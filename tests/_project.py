@@ -48,7 +48,7 @@ def make_project(dest: Path, profile: str = "profiles/smoke.yaml") -> Path:
                            text=True, check=True).stdout.split("\n")
     for f in filter(None, files):
         src = ROOT / f
-        if src.is_file() and not f.startswith(("reports/", "metrics/")):
+        if src.is_file() and f.split("/")[0] not in OUTPUT_DIRS and f != "dvc.lock":
             (dest / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / f)
     shutil.copy2(ROOT / profile, dest / "params.yaml")

@@ -220,6 +220,7 @@ paper's numbers are typed in from the paper and shown in their own column.
         code("""
 R = report.collect(".", study)
 display(Markdown(report.headline(R)))
+display(Markdown(report.determinism_note(R)))
 report.method_table(R)
 """),
         code("""

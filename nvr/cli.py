@@ -59,6 +59,18 @@ Methods are presets (see `nvr presets`) refined by the options below, e.g.
     t.add_argument("--cache-dir", type=Path, default=None,
                    help="embedding cache folder (reused only when model, prefixes and lengths match)")
 
+    r = p.add_argument_group("cross-encoder rescoring (optional: candidates from the teacher, scores from the "
+                             "cross-encoder)")
+    r.add_argument("--rescore-model", default=None, metavar="REF",
+                   help="score every candidate and positive with this cross-encoder (HF sequence-classification "
+                        "model: hub id, local folder or pkg:NAME) and re-rank the candidates by that score; "
+                        "1 logit = the score, 2 logits = softmax probability of class 1. Negative/positive "
+                        "scores and ranks in the output are then the cross-encoder's")
+    r.add_argument("--rescore-batch-size", type=int, default=32, metavar="N",
+                   help="(query, passage) pairs per cross-encoder batch (default: %(default)s)")
+    r.add_argument("--rescore-max-length", type=int, default=256, metavar="N",
+                   help="tokens per (query, passage) pair for the cross-encoder (default: %(default)s)")
+
     m = p.add_argument_group("method (a preset, then overrides)")
     m.add_argument("--method", default="percpos095", help="preset name (default: %(default)s); see `nvr presets`")
     m.add_argument("--num-negatives", type=int, help="n hard negatives per query")
@@ -114,6 +126,7 @@ def cmd_mine(args) -> int:
     from . import data as D
     from . import mining as M
     from .config import TeacherConfig, build
+    from .errors import ConfigError
     from .io import write_json
     from .pipeline import _jsonable, _pad, rank_candidates
     from .runtime import log, setup_logging
@@ -123,19 +136,32 @@ def cmd_mine(args) -> int:
     overrides = {f: getattr(args, f) for f in MINING_FIELDS if getattr(args, f) is not None}
     cfg = M.preset(args.method, **overrides)
     cfg.validate("nvr mine")
+    for opt in ("rescore_batch_size", "rescore_max_length"):
+        if getattr(args, opt) < 1:
+            raise ConfigError(f"--{opt.replace('_', '-')}: must be >= 1, got {getattr(args, opt)}")
+    rescore = {"rescore_model": args.rescore_model, "rescore_batch_size": args.rescore_batch_size,
+               "rescore_max_length": args.rescore_max_length}
     if args.teacher in ("bm25", "random"):
-        tc = build(TeacherConfig, {"kind": args.teacher, "depth": args.depth}, "nvr mine --teacher")
+        tc = build(TeacherConfig, {"kind": args.teacher, "depth": args.depth,
+                                   "trust_remote_code": args.trust_remote_code, **rescore}, "nvr mine --teacher")
     else:
         tc = build(TeacherConfig, {
             "kind": "dense", "model": args.teacher, "revision": args.revision, "pooling": args.pooling,
             "query_prefix": args.query_prefix, "passage_prefix": args.passage_prefix,
             "max_query_length": args.max_query_length, "max_passage_length": args.max_passage_length,
             "batch_size": args.batch_size, "normalize": not args.no_normalize,
-            "trust_remote_code": args.trust_remote_code, "depth": args.depth}, "nvr mine --teacher")
+            "trust_remote_code": args.trust_remote_code, "depth": args.depth, **rescore}, "nvr mine --teacher")
     if tc.kind == "dense":
         from .models import resolve_model
 
         resolve_model(tc.model)  # a missing local model fails before any data is read
+    if tc.rescore_model:
+        from .models import resolve_model
+
+        try:
+            resolve_model(tc.rescore_model)  # likewise for the cross-encoder
+        except ConfigError as exc:
+            raise ConfigError(f"--rescore-model: {exc}") from None
     corpus, pairs, hidden = _load_inputs(args)
     doc_ids = list(corpus)
     index = {d: i for i, d in enumerate(doc_ids)}
@@ -144,7 +170,8 @@ def cmd_mine(args) -> int:
     q_ids = [p.query_id for p in pairs]
     cache = args.cache_dir or args.out.parent / f".{args.out.stem}.embeddings"
     cands = rank_candidates(tc, q_ids, [p.query for p in pairs], doc_texts, pos, seed=cfg.seed,
-                            cache_dir=cache, name="nvr mine", depth_key="--depth")
+                            cache_dir=cache, name="nvr mine", depth_key="--depth", device=args.device,
+                            rescore_key="--rescore-model")
     mined = M.mine(cands["cand_ids"], cands["cand_scores"], cands["pos_ids"], cands["pos_scores"], cfg,
                    query_keys=M.query_keys(q_ids), exclude_ids=cands["exclude_ids"])
     hidden_mat = None
@@ -155,6 +182,8 @@ def cmd_mine(args) -> int:
                      cands["pos_scores"], doc_ids)
     M.write_mined(args.out, rows)
     stats.update(method=args.method, teacher=args.teacher, config=vars(cfg), seconds=round(time.time() - t0, 2))
+    if tc.rescore_model:
+        stats["rescore_model"] = tc.rescore_model
     stats_path = args.stats or args.out.with_name(args.out.name + ".stats.json")
     write_json(stats_path, _jsonable(stats))
     log.info("nvr mine: %d of %d queries written to %s (%d with a full set) in %.1fs", len(rows), len(pairs),

@@ -132,6 +132,14 @@ class TeacherConfig:
 
     kind: ``dense`` (any HF encoder), ``bm25`` (the bm25s package) or ``random``.
     depth: candidates retrieved per query before mining (the "k" the windows index).
+    rescore_model: optional cross-encoder (any HF sequence-classification model: ``pkg:NAME``,
+    a local folder or a hub id; see :mod:`nvr.rescoring`). Candidates from the teacher,
+    scores from the cross-encoder: the teacher's ``depth`` candidates and the labeled
+    positives are scored by the cross-encoder and the candidates re-ranked by that score,
+    so the positive-aware margins (PercPos, MarginPos) use cross-encoder scores on both
+    sides. ``null`` (default): the teacher's own scores.
+    rescore_batch_size: (query, passage) pairs per cross-encoder forward pass.
+    rescore_max_length: tokens per pair (query + passage + special tokens; longest first truncated).
     """
 
     kind: str = "dense"
@@ -146,13 +154,21 @@ class TeacherConfig:
     normalize: bool = True
     trust_remote_code: bool = False
     depth: int = 100
+    rescore_model: str | None = None
+    rescore_batch_size: int = 32
+    rescore_max_length: int = 256
 
     def validate(self, where: str) -> None:
         _choice(self.kind, {"dense", "bm25", "random"}, f"{where}.kind")
+        rm = self.rescore_model
+        if rm is not None and (not isinstance(rm, str) or not rm.strip()):
+            raise ConfigError(f"{where}.rescore_model: must be a non-empty model reference or null, "
+                              f"got {self.rescore_model!r}")
         if self.kind == "dense" and not self.model:
             raise ConfigError(f"{where}.model: required for a dense teacher")
         _choice(self.pooling, {"mean", "cls", "last"}, f"{where}.pooling")
-        for k in ("max_query_length", "max_passage_length", "batch_size", "depth"):
+        for k in ("max_query_length", "max_passage_length", "batch_size", "depth", "rescore_batch_size",
+                  "rescore_max_length"):
             _positive(getattr(self, k), f"{where}.{k}")
 
 

@@ -44,7 +44,7 @@ from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 from mteb.types import PromptType
 
-POOLINGS = ("mean", "cls", "last")
+from .encode import POOLINGS, pool  # one pooling for training, encoding and evaluation
 
 # The 15 BEIR datasets of the NV-Retriever paper (Table 5), in the paper's order,
 # mapped to MTEB task names.
@@ -108,23 +108,6 @@ def _slug(ref: str) -> str:
     parts = [p for p in re.split(r"[\\/]+", ref.replace("pkg:", "")) if p and p not in (".", "..")]
     tail = "-".join(parts[-3:]) if parts else "model"
     return re.sub(r"[^A-Za-z0-9._-]+", "-", tail).strip("-") or "model"
-
-
-def pool(hidden, attention_mask, pooling: str):
-    """Pool token states ``(B, T, H)`` into ``(B, H)``: mean over real tokens, first token, or
-    last real token (works with left or right padding)."""
-    import torch
-
-    if pooling == "mean":
-        m = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-    if pooling == "cls":
-        return hidden[:, 0]
-    if pooling == "last":
-        pos = torch.arange(attention_mask.shape[1], device=attention_mask.device)
-        last = (attention_mask.long() * pos).argmax(1)
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-    raise ConfigError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
 
 
 class HFEncoderModel(AbsEncoder):

@@ -35,36 +35,12 @@ from .errors import ConfigError
 from .io import atomic_dir, write_json
 from .runtime import log
 
-POOLINGS = ("mean", "cls", "last")
+from .encode import POOLINGS, pool  # one pooling for training, encoding and evaluation
 POOLING_FILE = "nvr_pooling.json"
 LORA_KEYS = {"r", "alpha", "dropout", "target_modules"}
 
 
 # --------------------------------------------------------------------------- pooling
-def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str,
-         skip_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Pool token states ``hidden`` (B, L, d) into (B, d).
-
-    ``mean``: average over tokens with ``attention_mask`` 1 and ``skip_mask`` False (skip_mask
-    marks instruction tokens to leave out). ``cls``: first position. ``last``: the last
-    position whose attention mask is 1 (right or left padding).
-    """
-    if pooling == "mean":
-        keep = attention_mask.bool()
-        if skip_mask is not None:
-            keep = keep & ~skip_mask.bool()
-        w = keep.to(hidden.dtype).unsqueeze(-1)
-        return (hidden * w).sum(1) / w.sum(1).clamp(min=1e-9)
-    if pooling == "cls":
-        return hidden[:, 0]
-    if pooling == "last":
-        L = attention_mask.shape[1]
-        pos = torch.arange(L, device=attention_mask.device).expand_as(attention_mask)
-        idx = (pos * attention_mask.long()).argmax(1)
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), idx]
-    raise ConfigError(f"pooling: '{pooling}' is not one of {', '.join(POOLINGS)}")
-
-
 # --------------------------------------------------------------------------- decoders
 def is_decoder_only(config) -> bool:
     """True for causal LMs without a masked-LM head (Mistral, Llama, Qwen2, GPT-2 ...)."""

@@ -98,7 +98,8 @@ def encoder_config(tc: TeacherConfig, device: str = "auto"):
 
 def rank_candidates(tc: TeacherConfig, q_ids: list[str], q_texts: list[str], doc_texts: list[str],
                     pos: np.ndarray, *, seed: int, cache_dir: Path | None = None, link_dir: Path | None = None,
-                    name: str = "teacher", depth_key: str | None = None) -> dict:
+                    name: str = "teacher", depth_key: str | None = None, device: str = "auto",
+                    rescore_key: str | None = None) -> dict:
     """Rank ``tc.depth`` candidates per query with one teacher (dense, BM25 or random).
 
     Returns the arrays of ``candidates.npz``: ``query_ids``, ``cand_ids`` / ``cand_scores``
@@ -106,6 +107,12 @@ def rank_candidates(tc: TeacherConfig, q_ids: list[str], q_texts: list[str], doc
     duplicates of a positive or of the query). Dense embeddings are cached under
     ``cache_dir`` (keyed by model, revision, prefixes, lengths) and hard-linked into
     ``link_dir`` when given.
+
+    With ``tc.rescore_model`` set, the teacher's candidates and the positives are then
+    scored by that cross-encoder (:func:`nvr.rescoring.rescore_candidates`): ``cand_scores``
+    / ``cand_ids`` are re-ranked by the cross-encoder score and ``pos_scores`` are the
+    cross-encoder's too. ``rescore_key`` names the setting in errors
+    (default ``teachers.<name>.rescore_model``).
     """
     from . import teachers as T
     from .mining import query_keys as make_keys
@@ -117,7 +124,7 @@ def rank_candidates(tc: TeacherConfig, q_ids: list[str], q_texts: list[str], doc
     if tc.kind == "dense":
         from .encode import Encoder, encode_cached
 
-        enc = Encoder(encoder_config(tc))
+        enc = Encoder(encoder_config(tc, device))
         cache_dir = Path(cache_dir) if cache_dir is not None else Path(link_dir)
         c_emb = encode_cached(enc, doc_texts, "passage", cache_dir / "corpus.npy")
         q_emb = encode_cached(enc, q_texts, "query", cache_dir / "queries.npy")
@@ -126,6 +133,7 @@ def rank_candidates(tc: TeacherConfig, q_ids: list[str], q_texts: list[str], doc
                                                      "queries.npy.manifest.json"])
         scores, ids = T.dense_candidates(q_emb, c_emb, tc.depth)
         pos_scores = T.positive_scores(q_emb, c_emb, pos)
+        del enc  # free the teacher before a cross-encoder loads
     elif tc.kind == "bm25":
         bm25 = T.BM25Teacher(doc_texts)
         scores, ids = T.bm25_candidates(q_texts, doc_texts, tc.depth, index=bm25, where=depth_key)
@@ -134,6 +142,18 @@ def rank_candidates(tc: TeacherConfig, q_ids: list[str], q_texts: list[str], doc
         scores, ids = T.random_candidates(len(q_texts), len(doc_texts), tc.depth, seed=seed,
                                           query_keys=make_keys(q_ids))
         pos_scores = T.random_positive_scores(pos)
+    if tc.rescore_model:
+        from .rescoring import CrossEncoderScorer, rescore_candidates
+
+        key = rescore_key or f"teachers.{name}.rescore_model"
+        log.info("teacher[%s]: rescoring %d candidates per query with cross-encoder %s", name, tc.depth,
+                 tc.rescore_model)
+        scorer = CrossEncoderScorer(tc.rescore_model, max_length=tc.rescore_max_length,
+                                    batch_size=tc.rescore_batch_size, trust_remote_code=tc.trust_remote_code,
+                                    device=device, key=key)
+        scores, ids, pos_scores = rescore_candidates(scorer, q_texts, doc_texts, ids, pos,
+                                                     batch_size=tc.rescore_batch_size)
+        del scorer
     excl = T.exact_duplicate_exclusions(doc_texts, pos, q_texts)
     return {"query_ids": np.array(q_ids), "cand_ids": ids.astype(np.int64), "cand_scores": scores.astype(np.float32),
             "pos_ids": pos.astype(np.int64), "pos_scores": np.asarray(pos_scores, dtype=np.float32),

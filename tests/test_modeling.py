@@ -27,7 +27,7 @@ def test_pool_modes():
     h = torch.arange(2 * 4 * 1, dtype=torch.float32).view(2, 4, 1)   # token values 0..7
     m = torch.tensor([[1, 1, 1, 0], [0, 1, 1, 1]])                   # right / left padding
     assert pool(h, m, "mean").flatten().tolist() == [1.0, 6.0]
-    assert pool(h, m, "cls").flatten().tolist() == [0.0, 4.0]
+    assert pool(h, m, "cls").flatten().tolist() == [0.0, 5.0]     # first attended token (left padding too)
     assert pool(h, m, "last").flatten().tolist() == [2.0, 7.0]
     skip = torch.tensor([[False, True, False, False], [False, False, False, False]])
     assert pool(h, m, "mean", skip).flatten().tolist() == [1.0, 6.0]   # (0+2)/2, unchanged row 2

@@ -107,19 +107,25 @@ def _check_id(value: Any, where: str, name: str = "_id") -> str:
     return value
 
 
+def _id_and_text(obj: dict, where: str) -> tuple[str, str]:
+    """The ``_id`` and ``text`` fields of a corpus or query record, checked."""
+    if "_id" not in obj:
+        raise DataError(f"{where}: missing field '_id'")
+    rid = _check_id(obj["_id"], where)
+    if "text" not in obj:
+        raise DataError(f"{where}: missing field 'text'")
+    text = obj["text"]
+    if not isinstance(text, str):
+        raise DataError(f"{where}: field 'text' must be a string, got {type(text).__name__}")
+    return rid, text
+
+
 def _load_corpus(path: Path) -> dict[str, dict]:
     corpus: dict[str, dict] = {}
     first_line: dict[str, int] = {}
     for lineno, obj in iter_jsonl(path):
         where = f"{path}:{lineno}"
-        if "_id" not in obj:
-            raise DataError(f"{where}: missing field '_id'")
-        doc_id = _check_id(obj["_id"], where)
-        if "text" not in obj:
-            raise DataError(f"{where}: missing field 'text'")
-        text = obj["text"]
-        if not isinstance(text, str):
-            raise DataError(f"{where}: field 'text' must be a string, got {type(text).__name__}")
+        doc_id, text = _id_and_text(obj, where)
         title = obj.get("title", "")
         if not isinstance(title, str):
             raise DataError(f"{where}: field 'title' must be a string, got {type(title).__name__}")
@@ -144,14 +150,7 @@ def _load_queries(path: Path) -> dict[str, str]:
     first_line: dict[str, int] = {}
     for lineno, obj in iter_jsonl(path):
         where = f"{path}:{lineno}"
-        if "_id" not in obj:
-            raise DataError(f"{where}: missing field '_id'")
-        qid = _check_id(obj["_id"], where)
-        if "text" not in obj:
-            raise DataError(f"{where}: missing field 'text'")
-        text = obj["text"]
-        if not isinstance(text, str):
-            raise DataError(f"{where}: field 'text' must be a string, got {type(text).__name__}")
+        qid, text = _id_and_text(obj, where)
         if not text.strip():
             raise DataError(f"{where}: query '{qid}' has an empty text")
         if qid in queries:

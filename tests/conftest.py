@@ -21,3 +21,14 @@ def smoke_run(tmp_path_factory) -> SmokeRun:
     proj = make_project(tmp_path_factory.mktemp("smoke"))
     res = run(["dvc", "repro"], proj, timeout=1200)
     return SmokeRun(proj, res, snapshot(proj))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (and do not fight other jobs for the cores)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

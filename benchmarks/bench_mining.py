@@ -67,14 +67,13 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_search import _anon_kb  # noqa: E402  (shared RssAnon reader)
+from _common import PeakAnon  # noqa: E402  (shared RssAnon sampler)
 
 SETTINGS = {  # name: (ST kwargs, nvr preset, nvr overrides)
     "naive": ({}, "naive", {}),
@@ -85,27 +84,6 @@ SETTINGS = {  # name: (ST kwargs, nvr preset, nvr overrides)
 }
 TOOLS = ("nvr", "sentence-transformers")
 TIE_EPS = 1e-5  # score gap under which two encoders / scorers may legitimately disagree
-
-
-class _PeakAnon:
-    """Highest RssAnon (KB) seen since construction, sampled every 5 ms in a thread."""
-
-    def __init__(self):
-        self.base = self.peak = _anon_kb()
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _anon_kb())
-            time.sleep(0.005)
-
-    def stop_mb(self) -> float:
-        self._stop.set()
-        self._t.join()
-        self.peak = max(self.peak, _anon_kb())
-        return (self.peak - self.base) / 1024
 
 
 # --------------------------------------------------------------------------- child
@@ -135,7 +113,7 @@ def _child(args) -> None:
         from nvr.pipeline import _pad, rank_candidates
 
         cache = tempfile.mkdtemp(prefix="nvr_bench_cache_")
-        sampler = _PeakAnon()
+        sampler = PeakAnon()
         t0 = time.perf_counter()
         tc = build(TeacherConfig, {"kind": "dense", "model": spec["model"], "max_query_length": L,
                                    "max_passage_length": L, "batch_size": bs, "depth": depth + 1}, "bench")
@@ -145,7 +123,7 @@ def _child(args) -> None:
         mined = M.mine(cands["cand_ids"], cands["cand_scores"], cands["pos_ids"], cands["pos_scores"], cfg,
                        query_keys=M.query_keys(q_ids), exclude_ids=cands["exclude_ids"], progress=False)
         wall = time.perf_counter() - t0
-        anon = sampler.stop_mb()
+        anon = sampler.stop()
         import shutil
 
         shutil.rmtree(cache, ignore_errors=True)
@@ -158,7 +136,7 @@ def _child(args) -> None:
         from sentence_transformers import SentenceTransformer
         from sentence_transformers.util import mine_hard_negatives
 
-        sampler = _PeakAnon()
+        sampler = PeakAnon()
         t0 = time.perf_counter()
         model = SentenceTransformer(path)
         model.max_seq_length = L
@@ -167,7 +145,7 @@ def _child(args) -> None:
                                   sampling_strategy="top", batch_size=bs, use_faiss=True,
                                   output_format="labeled-list", output_scores=True, verbose=False, **st_kw)
         wall = time.perf_counter() - t0
-        anon = sampler.stop_mb()
+        anon = sampler.stop()
         row_of = {q: i for i, q in enumerate(q_texts)}
         neg = [[] for _ in q_texts]
         neg_s = [[] for _ in q_texts]

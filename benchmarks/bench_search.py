@@ -24,22 +24,13 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-
-def _anon_kb() -> int:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("RssAnon:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import PeakAnon  # noqa: E402  (shared RssAnon sampler)
 
 
 def sgemm_peak(m: int, d: int, n: int = 32768, repeat: int = 3) -> dict:
@@ -94,17 +85,7 @@ def child(args) -> None:
     """One search in this process; prints a JSON line."""
     corpus = np.load(args.corpus, mmap_mode="r")
     xq = np.load(args.queries)
-    base_anon = _anon_kb()
-    peak = [base_anon]
-    stop = threading.Event()
-
-    def watch():
-        while not stop.is_set():
-            peak[0] = max(peak[0], _anon_kb())
-            time.sleep(0.005)
-
-    th = threading.Thread(target=watch, daemon=True)
-    th.start()
+    sampler = PeakAnon()
     t0 = time.perf_counter()
     if args.variant == "nvr":
         from nvr.search import exact_topk
@@ -114,13 +95,11 @@ def child(args) -> None:
     else:
         s, i = numpy_topk(xq, corpus, args.k, args.query_chunk, args.corpus_chunk)
     wall = time.perf_counter() - t0
-    stop.set()
-    th.join()
-    peak[0] = max(peak[0], _anon_kb())
+    search_anon_mb = sampler.stop()
     print(json.dumps({
         "wall_s": wall,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "search_anon_mb": (peak[0] - base_anon) / 1024,
+        "search_anon_mb": search_anon_mb,
         "checksum": float(s[:, 0].astype(np.float64).sum()),
         "first_ids": i[:3, :3].tolist(),
     }))

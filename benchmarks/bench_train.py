@@ -31,40 +31,11 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-
-def _anon_kb() -> int:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("RssAnon:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-class _Sampler:
-    def __init__(self):
-        self.base = _anon_kb()
-        self.peak = self.base
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _anon_kb())
-            time.sleep(0.005)
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._t.join()
-        self.peak = max(self.peak, _anon_kb())
-        return (self.peak - self.base) / 1024
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import PeakAnon  # noqa: E402  (shared RssAnon sampler)
 
 
 def wiki_triples(n: int, negatives: int, seed: int = 0) -> list[tuple[str, str, list[str]]]:
@@ -108,7 +79,7 @@ def _worker(spec: dict) -> dict:
     if spec["framework"] == "nvr":
         from nvr import train as T
 
-        sampler = _Sampler()
+        sampler = PeakAnon()
         cfg = T.StageConfig(num_negatives=spec["negatives"], in_batch_negatives=True, batch_size=spec["batch"],
                             max_steps=spec["steps"], warmup_steps=0, learning_rate=1e-5, temperature=tau,
                             max_query_length=spec["qlen"], max_passage_length=spec["plen"],
@@ -126,7 +97,7 @@ def _worker(spec: dict) -> dict:
         from sentence_transformers.sentence_transformer import losses as L
         from transformers import TrainerCallback
 
-        sampler = _Sampler()
+        sampler = PeakAnon()
         model = SentenceTransformer(path, device="cpu")
         model.max_seq_length = spec["plen"]
         cols = {"anchor": [t[0] for t in triples], "positive": [t[1] for t in triples]}

@@ -267,7 +267,8 @@ class Study:
 _TOP_KEYS = {"profile", "seed", "dataset", "teacher", "teachers", "teacher_ablation", "student",
              "mining", "train", "evaluate", "report"}
 _MINING_KEYS = {"num_negatives", "shortfall", "methods", "sweeps", "seeds"}
-_TRAIN_KEYS = {"stage1", "stage2", "stage2_method", "stage2_retrieval_fraction", "device", "seeds", "seed_methods"}
+_TRAIN_KEYS = {"stage1", "stage2", "stage2_method", "stage2_retrieval_fraction", "device", "seeds", "seed_methods",
+               "teacher_models"}
 
 
 def parse(raw: dict, source: str = "params.yaml") -> Study:
@@ -327,6 +328,9 @@ def parse(raw: dict, source: str = "params.yaml") -> Study:
     if seeds is not None and (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
                               or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in seeds)):
         raise ConfigError(f"train.seeds: expected a non-empty list of distinct non-negative integers, got {seeds!r}")
+    for t in train.get("teacher_models") or []:
+        if t not in ablation:
+            raise ConfigError(f"train.teacher_models: '{t}' is not one of teacher_ablation ({', '.join(ablation)})")
     for m in train.get("seed_methods") or []:
         if m not in mining["methods"]:
             raise ConfigError(f"train.seed_methods: '{m}' is not one of mining.methods")

@@ -382,6 +382,17 @@ def seed_dirs(study: Study, method: str, root=None) -> dict[int, Path]:
     return {s: base if i == 0 else base / "seeds" / str(s) for i, s in enumerate(seeds)}
 
 
+def finetune_teacher(study: Study, teacher: str, root=None, *, device: str = "auto") -> dict:
+    """Stage 1 on teacher ``teacher``'s PercPos-95% negatives (the teacher ablation, paper Table 1):
+    writes ``models/teacher-<teacher>``."""
+    root = _root(root)
+    if teacher not in study.teacher_ablation:
+        raise ConfigError(f"train.teacher_models: '{teacher}' is not one of teacher_ablation")
+    mined = root / ARTIFACTS / "teacher_mined" / f"{teacher}.jsonl"
+    return _finetune_one(study, "percpos095", "stage1", root, root / MODELS / f"teacher-{teacher}", study.seed,
+                         device, mined_path=mined)
+
+
 def finetune(study: Study, method: str, stage: str = "stage1", root=None, *, device: str = "auto") -> dict:
     """Fine-tune the student on ``method``'s mined negatives (stage 1, once per training seed)
     or the stage-2 blend (from the first seed's stage-1 model)."""
@@ -396,7 +407,8 @@ def finetune(study: Study, method: str, stage: str = "stage1", root=None, *, dev
     return _finetune_one(study, method, stage, root, root / MODELS / f"{method}-stage2", study.seed, device)
 
 
-def _finetune_one(study: Study, method: str, stage: str, root: Path, out: Path, seed: int, device: str) -> dict:
+def _finetune_one(study: Study, method: str, stage: str, root: Path, out: Path, seed: int, device: str,
+                  mined_path: Path | None = None) -> dict:
     import dataclasses
 
     from .train import train_stage
@@ -404,7 +416,7 @@ def _finetune_one(study: Study, method: str, stage: str, root: Path, out: Path, 
     setup_logging()
     cfg = dataclasses.replace(study.stage_config(stage), seed=seed)
     st = study.student
-    mined_path = root / ARTIFACTS / "mined" / f"{method}.jsonl"
+    mined_path = mined_path or root / ARTIFACTS / "mined" / f"{method}.jsonl"
     examples = retrieval_examples(root, mined_path, cfg.num_negatives)
     if stage == "stage1":
         init = study.student.model

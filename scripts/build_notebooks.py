@@ -177,11 +177,17 @@ and a classification task (the wiki articles' topics, turned into query / label-
 other-label negatives as NV-Embed does), with hard negatives only: in-batch negatives would be
 misleading when examples of the same class share a batch.
 """),
-        code('params_file = "params.yaml"\nmethod = "percpos095"\nstage = "stage1"', parameters=True),
-        code('STAGE = f"train@{method}/{stage}"\n' + COMMON),
+        code('params_file = "params.yaml"\nmethod = "percpos095"\nstage = "stage1"\nteacher = None', parameters=True),
+        code('STAGE = f"train@{method}/{stage}" if teacher is None else f"train_teacher@{teacher}"\n' + COMMON),
         code("""
-summary = pipeline.finetune(study, method, stage)
-curve = pipeline.write_loss_curve(summary, "stage2" if stage == "stage2" else method)
+# teacher=None: the method ablation; teacher=<name>: a student on that teacher's negatives (Table 1)
+if teacher is None:
+    summary = pipeline.finetune(study, method, stage)
+    name = "stage2" if stage == "stage2" else method
+else:
+    summary = pipeline.finetune_teacher(study, teacher)
+    name = f"teacher-{teacher}"
+curve = pipeline.write_loss_curve(summary, name)
 pd.Series({k: v for k, v in summary.items() if isinstance(v, (int, float, str))}, name=f"{method} {stage}").to_frame()
 """),
         code("""

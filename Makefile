@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONHASHSEED ?= 0
 
-.PHONY: install study repro test test-fast smoke notebooks bench clean-run
+.PHONY: install study repro test test-fast smoke notebooks dvc bench clean-run
 
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml scripts/install.sh
@@ -34,6 +34,10 @@ test-fast: install
 
 notebooks:
 	$(ACT) python scripts/build_notebooks.py
+
+## dvc.yaml is generated: stages, parameters and code dependencies (the import closure of each stage).
+dvc:
+	$(ACT) python scripts/build_dvc.py
 
 bench: install
 	$(ACT) python benchmarks/bench_mining.py

@@ -1,20 +1,24 @@
 """nvr: positive-aware hard-negative mining (NV-Retriever) and embedding fine-tuning.
 
-Modules, one job each:
-  errors   - the exception types every module raises on bad input
-  io       - atomic writes, JSON lines with file:line errors
-  models   - resolve a model reference (package-shipped, local folder, hub id)
-  runtime  - one place that picks devices and seeds everything
-  config   - params.yaml -> typed, validated dataclasses
-  data     - BEIR IO and validation, training pairs, dataset builders
-  encode   - Hugging Face encoders, pooling, prompts, embedding caches
-  search   - exact chunked inner-product top-k (faiss, CPU or GPU)
-  mining   - candidate windows, filters and selections on score arrays
-  teachers - dense, BM25, random and ensemble teachers producing candidates
-  train    - InfoNCE, two-stage fine-tuning, gradient cache, DDP
-  evaluate - MTEB retrieval / classification scoring
-  report   - the paper's numbers, tables and figures
-  cli      - the `nvr` command
+Packages and modules, one job each (docs/ARCHITECTURE.md maps each paper concept to one place):
+  errors       - the exception types every module raises on bad input
+  io           - atomic writes, unique temp names, multi-file publish, JSON lines with file:line errors
+  runtime      - devices, dtypes, seeds, logging
+  models       - resolve a model reference (package-shipped, local folder, hub id); tiny test models
+  distributed  - torchrun / DDP process groups
+  config       - params.yaml -> typed, validated dataclasses (every cross-field rule)
+  paths        - where every artifact of the study lives
+  data/        - BEIR IO, training pairs and hidden labels, the wiki task, BEIR study folders, hub downloads
+  text/        - the one tokenizer (prefixes, instruction mask), batching, pooling, Encoder, embedding caches
+  mining/      - methods, the array miner, teachers, exact search, rescoring, ensembles, statistics, records
+  training/    - examples, InfoNCE, the trainable model, one step, checkpoints, the training loop
+  evaluation/  - MTEB adapter, local BEIR / hub / classification tasks, scoring
+  stages/      - one module per DVC stage
+  report/      - the paper's numbers, results, tables, commentary, figures
+  provenance   - the "how to reproduce" box of every rendered notebook
+  notebook     - run a notebook with papermill and render it, atomically
+  dryrun       - `nvr check --dry-run`: models on the meta device, memory estimates
+  cli          - the `nvr` command
 """
 
 __version__ = "0.1.0"

@@ -128,8 +128,9 @@ def cmd_mine(args) -> int:
     from .config import TeacherConfig, build
     from .errors import ConfigError
     from .io import write_json
-    from .pipeline import _jsonable, _pad, rank_candidates
+    from .mining.teachers import rank_candidates
     from .runtime import log, setup_logging
+    from .stages.context import id_matrix, jsonable
 
     setup_logging()
     t0 = time.time()
@@ -166,26 +167,26 @@ def cmd_mine(args) -> int:
     doc_ids = list(corpus)
     index = {d: i for i, d in enumerate(doc_ids)}
     doc_texts = [D.doc_text(corpus[d]) for d in doc_ids]
-    pos = _pad([[index[d] for d in p.positive_ids] for p in pairs])
+    pos = id_matrix([[index[d] for d in p.positive_ids] for p in pairs])
     q_ids = [p.query_id for p in pairs]
     cache = args.cache_dir or args.out.parent / f".{args.out.stem}.embeddings"
     cands = rank_candidates(tc, q_ids, [p.query for p in pairs], doc_texts, pos, seed=cfg.seed,
                             cache_dir=cache, name="nvr mine", depth_key="--depth", device=args.device,
                             rescore_key="--rescore-model")
-    mined = M.mine(cands["cand_ids"], cands["cand_scores"], cands["pos_ids"], cands["pos_scores"], cfg,
-                   query_keys=M.query_keys(q_ids), exclude_ids=cands["exclude_ids"])
+    mined = M.mine(cands.cand_ids, cands.cand_scores, cands.pos_ids, cands.pos_scores, cfg,
+                   query_keys=M.query_keys(q_ids), exclude_ids=cands.exclude_ids)
     hidden_mat = None
     if hidden is not None:
-        hidden_mat = _pad([[index[d] for d in hidden.get(q, [])] for q in q_ids])
-    stats = M.mining_stats(mined, cands["pos_scores"], hidden_pos_ids=hidden_mat)
+        hidden_mat = id_matrix([[index[d] for d in hidden.get(q, [])] for q in q_ids])
+    stats = M.mining_stats(mined, cands.pos_scores, hidden_pos_ids=hidden_mat)
     rows = M.to_rows(mined, q_ids, [p.query for p in pairs], [p.positive_ids for p in pairs],
-                     cands["pos_scores"], doc_ids)
+                     cands.pos_scores, doc_ids)
     M.write_mined(args.out, rows)
     stats.update(method=args.method, teacher=args.teacher, config=vars(cfg), seconds=round(time.time() - t0, 2))
     if tc.rescore_model:
         stats["rescore_model"] = tc.rescore_model
     stats_path = args.stats or args.out.with_name(args.out.name + ".stats.json")
-    write_json(stats_path, _jsonable(stats))
+    write_json(stats_path, jsonable(stats))
     log.info("nvr mine: %d of %d queries written to %s (%d with a full set) in %.1fs", len(rows), len(pairs),
              args.out, int(np.sum(mined.n_found == cfg.num_negatives)), time.time() - t0)
     return 0

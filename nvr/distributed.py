@@ -1,7 +1,7 @@
 """Small helpers for work split over torchrun processes (gloo on CPU, nccl on GPU).
 
 Launch with ``torchrun --nproc_per_node N script.py``; the script calls
-:func:`init_from_env` once, then e.g. :func:`nvr.encode.encode_sharded`. Every
+:func:`init_from_env` once, then e.g. :func:`nvr.text.cache.encode_sharded`. Every
 helper also works in a plain single process (rank 0 of 1), so callers need no
 special case.
 """
@@ -99,3 +99,37 @@ def gather_rows(local: np.ndarray, n_total: int, dst: int = 0) -> np.ndarray | N
     if rank != dst:
         return None
     return np.concatenate([p[:s].cpu().numpy() for p, s in zip(parts, sizes)], axis=0)
+
+
+class Group:
+    """The process group a training run sees (rank 0 of 1 without torchrun)."""
+
+    def __init__(self, rank: int = 0, world: int = 1):
+        self.rank, self.world = rank, world
+
+    def gather(self, t):
+        """All-gather along dim 0; the own slice keeps its autograd graph."""
+        if self.world == 1:
+            return t
+        import torch
+
+        dist = _dist()
+        parts = [torch.empty_like(t) for _ in range(self.world)]
+        dist.all_gather(parts, t.detach().contiguous())
+        parts[self.rank] = t
+        return torch.cat(parts)
+
+    def all_reduce(self, t) -> None:
+        if self.world > 1:
+            _dist().all_reduce(t)
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            _dist().barrier()
+
+
+def init_group(backend: str = "auto") -> Group:
+    """Join torchrun's process group (see :func:`init_from_env`) and describe it."""
+    init_from_env(backend)
+    rank, ws = world()
+    return Group(rank, ws)

@@ -11,8 +11,8 @@ for every profile. Nothing is downloaded and no weights are loaded:
   gets a line saying it cannot be checked offline (not an error).
 * **Models on the meta device.** The student is instantiated with ``AutoModel.from_config``
   under ``torch.device("meta")`` (shapes only, no memory); gradient checkpointing, bidirectional
-  attention (:func:`nvr.modeling.make_bidirectional`) and each stage's LoRA adapters
-  (:func:`nvr.modeling.apply_lora`) are applied exactly as training does. Every LoRA target
+  attention (:func:`nvr.training.model.make_bidirectional`) and each stage's LoRA adapters
+  (:func:`nvr.training.model.apply_lora`) are applied exactly as training does. Every LoRA target
   module must exist; trainable and total parameters are reported.
 * **GPU memory** of one training micro-batch per GPU (:func:`estimate_train_memory`): frozen
   weights, trainable weights with gradients and AdamW states, activations for the stage's
@@ -23,10 +23,10 @@ for every profile. Nothing is downloaded and no weights are loaded:
   attention (no L x L score matrix kept).
 * **Values.** Pooling vs architecture, ``mask_prefix_in_pool``, maximum lengths vs the model's
   position limit, dtypes the trainer accepts, both stage configs (stage 2 without in-batch
-  negatives), hard negatives mined vs used, teacher depth vs the methods' windows, the
-  stages DVC always runs (``percpos095`` for the teacher table, two non-random teachers for
-  the ensembles), BEIR dataset names and splits, MTEB hub task names (metadata only), and
-  whether faiss can use a GPU (reported, never required).
+  negatives), BEIR dataset names and splits, MTEB hub task names (metadata only), and
+  whether faiss can use a GPU (reported, never required). The rules that tie sections
+  together (hard negatives mined vs used, teacher depth vs the methods' windows, the reference
+  method and the ensembles' teachers) are :func:`nvr.config.load`'s, so every command checks them.
 
 Every failure raises :class:`~nvr.errors.ConfigError` naming the key; success returns lines.
 """
@@ -38,6 +38,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import TRAIN_DTYPES
 from .errors import ConfigError
 
 GIB = 1024 ** 3
@@ -88,7 +89,6 @@ CQADUPSTACK_FORUMS = ("android", "english", "gaming", "gis", "mathematica", "phy
                       "tex", "unix", "webmasters", "wordpress")
 #: position-embedding tables that start after the padding index (usable length = size - 2)
 _OFFSET_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "mpnet", "camembert", "longformer"}
-TRAIN_DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16")   # what nvr.train._precision accepts
 
 
 # --------------------------------------------------------------------------- architectures
@@ -171,7 +171,7 @@ def position_limit(config) -> int | None:
 
 
 def _is_decoder(config) -> bool:
-    from .modeling import is_decoder_only
+    from .training.model import is_decoder_only
 
     return is_decoder_only(config)
 
@@ -207,7 +207,7 @@ def build_meta(config, *, bidirectional: bool | None, lora: dict | None, gradien
     import torch
     from transformers import AutoModel
 
-    from .modeling import EmbeddingModel, apply_lora, count_parameters, make_bidirectional
+    from .training.model import EmbeddingModel, apply_lora, count_parameters, make_bidirectional
 
     try:
         with torch.device("meta"):
@@ -335,15 +335,8 @@ def _check_dataset(study, lines: list[str]) -> None:
         lines.append(f"dataset: wiki (built offline; max_docs {ds.max_docs}, {ds.n_test} test queries)")
         return
     if ds.source == "beir_local":
+        ds.check_paths("dataset")
         p = Path(os.path.expanduser(ds.path))
-        if not p.is_dir():
-            raise ConfigError(f"dataset.path: BEIR folder {p} does not exist (relative paths are read from "
-                              f"the project root, here {Path.cwd()})")
-        for rel, key in (("corpus.jsonl", "dataset.path"), ("queries.jsonl", "dataset.path"),
-                         (f"qrels/{ds.train_split}.tsv", "dataset.train_split"),
-                         (f"qrels/{ds.test_split}.tsv", "dataset.test_split")):
-            if not (p / rel).is_file():
-                raise ConfigError(f"{key}: {p / rel} not found")
         lines.append(f"dataset: BEIR folder {p} (train split '{ds.train_split}', test split '{ds.test_split}', "
                      f"max_docs {ds.max_docs or 'all'})")
         return
@@ -367,19 +360,10 @@ def _check_dataset(study, lines: list[str]) -> None:
 
 
 def _check_stages(study, lines: list[str]) -> dict:
-    if "stage1" not in study.train:
-        raise ConfigError("train.stage1: missing (the train stage needs it)")
-    stages = {s: study.stage_config(s) for s in ("stage1", "stage2") if s in study.train}
-    if "stage2" in stages and stages["stage2"].in_batch_negatives:
-        raise ConfigError("train.stage2.in_batch_negatives: must be false (stage 2 blends classification "
-                          "examples; same-class examples in a batch would be false negatives)")
-    mined = int(study.mining.get("num_negatives", 4))
+    stages = {s: study.stage_config(s) for s in ("stage1", "stage2") if getattr(study.train, s) is not None}
     for s, cfg in stages.items():
         r = (cfg.lora or {}).get("r", 16)
         lora = f"r={r} alpha={cfg.lora.get('alpha', 2 * r)}" if cfg.lora else "off"
-        if cfg.num_negatives > mined:
-            raise ConfigError(f"train.{s}.num_negatives: {cfg.num_negatives} > mining.num_negatives ({mined}); "
-                              "the miner emits only that many per query")
         steps = f"{cfg.epochs} epoch(s)" if cfg.epochs is not None else f"{cfg.max_steps} steps"
         lines.append(f"train.{s}: {steps} x batch {cfg.batch_size} x grad_accum {cfg.grad_accum} "
                      f"(= {cfg.batch_size * cfg.grad_accum} examples/step), hard negatives {cfg.num_negatives}, "
@@ -391,27 +375,11 @@ def _check_stages(study, lines: list[str]) -> dict:
     return stages
 
 
-def _check_mining(study, lines: list[str]) -> None:
+def _mining_lines(study, lines: list[str]) -> None:
     methods = study.method_names()
-    if "percpos095" not in methods:
-        raise ConfigError("mining.methods.percpos095: required (the teacher-ablation and ensembles stages "
-                          "mine with it)")
-    non_random = [t for t in study.teacher_ablation if study.teacher_config(t).kind != "random"]
-    if len(non_random) < 2:
-        raise ConfigError(f"teacher_ablation: the ensembles stage needs at least two non-random teachers, "
-                          f"got {non_random}")
-    used = dict.fromkeys([study.teacher, *study.teacher_ablation])
-    for m in methods:
-        mc = study.mining_config(m)
-        need = mc.shift + (mc.window if mc.window is not None else mc.num_negatives)
-        for t in used:
-            depth = study.teacher_config(t).depth
-            if depth < need and (t == study.teacher or m == "percpos095"):
-                raise ConfigError(f"teachers.{t}.depth: {depth} candidates cannot serve mining.methods.{m} "
-                                  f"(shift {mc.shift} + {'window' if mc.window else 'num_negatives'} "
-                                  f"{need - mc.shift} = {need})")
-    lines.append(f"mining: {len(methods)} methods ({', '.join(methods)}), {study.mining.get('num_negatives', 4)} "
-                 f"negatives; teacher '{study.teacher}'; teacher ablation {', '.join(study.teacher_ablation)}")
+    lines.append(f"mining: {len(methods)} methods ({', '.join(methods)}), {study.mining.num_negatives} "
+                 f"negatives, reference '{study.reference_method}'; teacher '{study.teacher}'; "
+                 f"teacher ablation {', '.join(study.teacher_ablation)}")
 
 
 def _check_lengths(info: ModelInfo, items: list[tuple[str, int]]) -> None:
@@ -442,7 +410,7 @@ def _check_pooling(prefix: str, *, pooling: str, decoder: bool, bidirectional: b
 def _student_lines(study, stages, lines: list[str], gpu_gib: float) -> None:
     st = study.student
     if st.dtype not in TRAIN_DTYPES:
-        raise ConfigError(f"student.dtype: '{st.dtype}' cannot train (nvr.train accepts auto, float32, bfloat16)")
+        raise ConfigError(f"student.dtype: '{st.dtype}' cannot train (the trainer accepts auto, float32, bfloat16)")
     info = model_info(st.model, revision=st.revision, trust_remote_code=st.trust_remote_code, where="student.model")
     if info.config is None:
         lines.append(f"student {st.model}: cannot be checked offline ({info.source})")
@@ -513,7 +481,7 @@ def _teacher_lines(study, lines: list[str], gpu_gib: float) -> None:
     import torch
     from transformers import AutoModel
 
-    from .modeling import count_parameters
+    from .training.model import count_parameters
 
     for name in dict.fromkeys([study.teacher, *study.teacher_ablation]):
         tc = study.teacher_config(name)
@@ -550,7 +518,7 @@ def _check_hub_tasks(study, lines: list[str]) -> None:
     if not names:
         lines.append("evaluate.hub_tasks: none (local split only)")
         return
-    from .evaluate import resolve_hub_tasks
+    from .evaluation.tasks import resolve_hub_tasks
 
     try:
         tasks = resolve_hub_tasks(names)
@@ -583,7 +551,7 @@ def dry_run(study, *, gpu_memory_gib: float = GPU_MEMORY_GIB) -> list[str]:
     lines: list[str] = [f"profile {study.profile}: dry run (no downloads, no weights)"]
     _check_dataset(study, lines)
     stages = _check_stages(study, lines)
-    _check_mining(study, lines)
+    _mining_lines(study, lines)
     _check_hub_tasks(study, lines)
     _student_lines(study, stages, lines, gpu_memory_gib)
     _teacher_lines(study, lines, gpu_memory_gib)

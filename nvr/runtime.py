@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -36,6 +37,13 @@ def seed_everything(seed: int) -> None:
         pass
 
 
+def seeded_hash(seed: int, kind: str, text: str) -> int:
+    """A stable 64-bit hash of ``(seed, kind, text)`` (SHA-256; independent of PYTHONHASHSEED),
+    for seeded choices that must not move when unrelated items are added or removed."""
+    digest = hashlib.sha256(f"{seed}\x00{kind}\x00{text}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
 def torch_device(requested: str = "auto") -> str:
     """'auto' -> 'cuda' when a GPU is visible, else 'mps' on Apple, else 'cpu'."""
     import torch
@@ -51,6 +59,10 @@ def torch_device(requested: str = "auto") -> str:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+#: the dtype vocabulary of every config section (``student.dtype``, ``teachers.<t>.dtype``, ...)
+DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
 
 
 def torch_dtype(requested: str, device: str):

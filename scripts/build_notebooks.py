@@ -1,6 +1,6 @@
 """Write notebooks/*.ipynb from the cell lists below (run: `make notebooks`).
 
-The notebooks are thin: each calls one stage function of nvr.pipeline (or nvr.report),
+The notebooks are thin: each calls one stage module of nvr.stages (or nvr.report),
 then shows tables and plots. Keeping their text here makes reviews readable and lets a
 test check that the committed notebooks carry no outputs and match this source.
 """
@@ -19,15 +19,16 @@ COMMON = """\
 import json
 from pathlib import Path
 
-import matplotlib
-matplotlib.use("Agg")
+%matplotlib inline
 import matplotlib.pyplot as plt
 import pandas as pd
+plt.rcParams["figure.dpi"] = 100   # figures are embedded in the executed notebook and its HTML
 from IPython.display import Markdown, display
 
-from nvr import config, pipeline, report
+from nvr import config
+from nvr.provenance import reproduce_box
 study = config.load(params_file)
-display(Markdown(report.reproduce_box(study, stage=STAGE)))"""
+display(Markdown(reproduce_box(study, stage=STAGE)))"""
 
 
 def md(text: str):
@@ -58,7 +59,8 @@ documents are every article carrying that description. It is **not** a BEIR data
         code('params_file = "params.yaml"', parameters=True),
         code('STAGE = "prepare"\n' + COMMON),
         code("""
-summary = pipeline.prepare_data(study)
+from nvr.stages import prepare
+summary = prepare.prepare_data(study)
 pd.Series({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, name="value").to_frame()
 """),
         code("""
@@ -89,14 +91,15 @@ and chunked (faiss, GPU when present): memory is bounded by the chunk, never que
         code('params_file = "params.yaml"\nteacher = "minilm"', parameters=True),
         code('STAGE = f"embed@{teacher}"\n' + COMMON),
         code("""
-summary = pipeline.embed_teacher(study, teacher)
+from nvr.stages import embed
+summary = embed.embed_teacher(study, teacher)
 pd.Series(summary, name="value").to_frame()
 """),
         code("""
 import numpy as np
-c = pipeline.load_candidates(".", teacher)
-top1 = c["cand_scores"][:, 0]
-pos = np.nanmin(c["pos_scores"], axis=1)
+c = embed.load_candidates(".", teacher)
+top1 = c.cand_scores[:, 0]
+pos = np.nanmin(c.pos_scores, axis=1)
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.hist(pos[np.isfinite(pos)], bins=40, alpha=.6, label="positive (min over labeled)")
 ax.hist(top1[np.isfinite(top1)], bins=40, alpha=.6, label="top-1 candidate")
@@ -114,18 +117,21 @@ softmax sampling, uniform sampling, top-1 + sampled). All labeled positives, exa
 of a positive and the query's own text are masked. On data with hidden labels the exact
 false-negative rate of the method is measured (the paper's Fig. 3, without an LLM judge).
 """),
-        code('params_file = "params.yaml"\nmethod = "percpos095"\nteacher = None', parameters=True),
+        code('params_file = "params.yaml"\nmethod = None\nteacher = None', parameters=True),
         code('STAGE = f"mine@{method}" if teacher is None else f"mine_teacher@{teacher}"\n' + COMMON),
         code("""
-# teacher=None: the method ablation (study's teacher, artifacts/mined/<method>);
-# teacher=<name>: the teacher ablation (artifacts/teacher_mined/<teacher>).
+# method=<name>: the method ablation (the study's teacher, artifacts/mined/<method>);
+# teacher=<name>: the teacher ablation (mining.reference from that teacher, artifacts/teacher_mined/<teacher>).
+from nvr.paths import Layout
+from nvr.stages import mine
 if teacher is None:
-    stats = pipeline.mine_method(study, method)
-    stem = f"artifacts/mined/{method}"
+    stats = mine.mine_method(study, method)
+    path = Layout.at().mined(method)
 else:
-    stats = pipeline.mine_method(study, method, teacher=teacher, out_dir="artifacts/teacher_mined", out_name=teacher)
-    stem = f"artifacts/teacher_mined/{teacher}"
-pd.Series({k: v for k, v in stats.items() if isinstance(v, (int, float, str))}, name=method).to_frame()
+    stats = mine.mine_teacher(study, teacher)
+    path = Layout.at().teacher_mined(teacher)
+stem = str(path.with_suffix(""))
+pd.Series({k: v for k, v in stats.items() if isinstance(v, (int, float, str))}, name=stats["method"]).to_frame()
 """),
         code("""
 import numpy as np
@@ -156,15 +162,15 @@ of each teacher in turn (duplicates removed or kept). The paper found their top-
         code('params_file = "params.yaml"', parameters=True),
         code('STAGE = "ensembles"\n' + COMMON),
         code("""
-stats = pipeline.mine_ensembles(study)
+from nvr.stages import embed, ensembles
+stats = ensembles.mine_ensembles(study)
 cols = ["queries_full", "negatives_emitted", "false_negative_rate", "mean_negative_score"]
 pd.DataFrame({k: {c: v.get(c) for c in cols} for k, v in stats.items()}).T
 """),
         code("""
-from nvr import teachers as T
-ids = {t: pipeline.load_candidates(".", t)["cand_ids"] for t in study.teacher_ablation}
-k = study.mining.get("num_negatives", 4)
-pd.DataFrame(T.jaccard_matrix(ids, k)).round(3)
+from nvr.mining.ensembles import jaccard_matrix
+ids = {t: embed.load_candidates(".", t).cand_ids for t in study.teacher_ablation}
+pd.DataFrame(jaccard_matrix(ids, study.mining.num_negatives)).round(3)
 """),
     ],
     "04_finetune": [
@@ -177,21 +183,17 @@ and a classification task (the wiki articles' topics, turned into query / label-
 other-label negatives as NV-Embed does), with hard negatives only: in-batch negatives would be
 misleading when examples of the same class share a batch.
 """),
-        code('params_file = "params.yaml"\nmethod = "percpos095"\nstage = "stage1"\nteacher = None', parameters=True),
-        code('STAGE = f"train@{method}/{stage}" if teacher is None else f"train_teacher@{teacher}"\n' + COMMON),
+        code('params_file = "params.yaml"\nmodel = None', parameters=True),
+        code('STAGE = f"train@{model}"\n' + COMMON),
         code("""
-# teacher=None: the method ablation; teacher=<name>: a student on that teacher's negatives (Table 1)
-if teacher is None:
-    summary = pipeline.finetune(study, method, stage)
-    name = "stage2" if stage == "stage2" else method
-else:
-    summary = pipeline.finetune_teacher(study, teacher)
-    name = f"teacher-{teacher}"
-curve = pipeline.write_loss_curve(summary, name)
-pd.Series({k: v for k, v in summary.items() if isinstance(v, (int, float, str))}, name=f"{method} {stage}").to_frame()
+# model: a method's student (stage 1, every training seed), teacher-<t> (Table 1) or the stage-2 model
+from nvr.stages import train
+spec = study.model(model)
+summary = train.finetune(study, model)
+pd.Series({k: v for k, v in summary.items() if isinstance(v, (int, float, str))}, name=f"{model} ({spec.kind})").to_frame()
 """),
         code("""
-df = pd.DataFrame(curve)
+df = pd.DataFrame(summary["log"])
 fig, ax = plt.subplots(1, 2, figsize=(9, 3))
 df.plot(x="step", y="loss", ax=ax[0], legend=False); ax[0].set_title("training loss")
 df.plot(x="step", y="lr", ax=ax[1], legend=False); ax[1].set_title("learning rate")
@@ -206,10 +208,11 @@ Scores one model on the held-out split through a local BEIR task in MTEB 2.x (of
 NDCG@10 (the paper's metric), Recall@100 and MRR@10. Every checkpoint gets its own identity
 (a hash of its weights), so MTEB's result cache can never return another model's scores.
 """),
-        code('params_file = "params.yaml"\nmodel = "base"\nclassification = False', parameters=True),
+        code('params_file = "params.yaml"\nmodel = "base"', parameters=True),
         code('STAGE = f"evaluate@{model}"\n' + COMMON),
         code("""
-metrics = pipeline.evaluate_model(study, model, classification=classification)
+from nvr.stages import evaluate
+metrics = evaluate.evaluate_model(study, model)
 pd.Series(metrics, name=model).to_frame()
 """),
     ],
@@ -224,14 +227,23 @@ paper's numbers are typed in from the paper and shown in their own column.
         code('params_file = "params.yaml"', parameters=True),
         code('STAGE = "report"\n' + COMMON),
         code("""
+from nvr import report
 R = report.collect(".", study)
+display(Markdown("## What this run shows"))
 display(Markdown(report.headline(R)))
-display(Markdown(report.determinism_note(R)))
+display(Markdown(report.method_commentary(R)))
+"""),
+        md("## Mining methods (paper Table 3)"),
+        code("""
 report.method_table(R)
 """),
         code("""
-display(Markdown(report.method_commentary(R)))
 fig = report.plot_methods(R, "reports/figures/ndcg_by_method.png"); plt.show()
+"""),
+        md("## The paper's numbers for these methods (Tables 3-5)"),
+        code("""
+display(report.paper_tables(R))
+display(Markdown(report.determinism_note(R)))
 """),
         md("## Threshold sweeps (paper: 0..1 in steps of 0.05; a coarser grid on CPU)"),
         code("""

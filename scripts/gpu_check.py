@@ -3,10 +3,10 @@
 Sections (each records ok / skip / fail, with numbers, into one JSON summary):
 
 * env     - Python, torch, CUDA, the GPU, bf16 support, transformers / peft / faiss versions.
-* encode  - nvr.encode.Encoder on MiniLM: bf16 vs fp32 on the GPU (max 1 - cosine), GPU fp32 vs CPU fp32.
-* search  - nvr.search.exact_topk on random data: faiss GPU (use_gpu=True) vs faiss CPU, same ids?
+* encode  - nvr.text.Encoder on MiniLM: bf16 vs fp32 on the GPU (max 1 - cosine), GPU fp32 vs CPU fp32.
+* search  - nvr.mining.search.exact_topk on random data: faiss GPU (use_gpu=True) vs faiss CPU, same ids?
             (skipped without faiss / faiss-gpu); plus a torch CUDA brute-force top-k vs numpy.
-* train   - nvr.train.train_stage for a few steps: a tiny random Mistral with the NV-Retriever-v1 settings
+* train   - nvr.training.train_stage for a few steps: a tiny random Mistral with the NV-Retriever-v1 settings
             (LoRA on all 7 projections, bidirectional, instruction masked out of the mean pool, gradient
             checkpointing, gradient cache) in bf16, and MiniLM full fine-tuning (fp32 master weights, bf16
             autocast); step times, peak GPU memory vs nvr.dryrun's estimate, the output loads back.
@@ -87,7 +87,7 @@ def section_env(ctx) -> dict:
 def section_encode(ctx) -> dict:
     import torch
 
-    from nvr.encode import Encoder, EncoderConfig
+    from nvr.text import Encoder, EncoderConfig
 
     gpu, dev, small = ctx["gpu"], ctx["dev"], ctx["small"]
     n = 48 if small else 2048
@@ -167,7 +167,7 @@ def section_search(ctx) -> dict:
         out["skipped"] = "faiss is not installed: exact_topk (CPU and GPU) skipped"
         out["ok"] = out["torch_vs_numpy_same_ids"] > 0.99
         return out
-    from nvr.search import exact_topk
+    from nvr.mining.search import exact_topk
     from nvr.runtime import faiss_gpus
 
     t0 = time.perf_counter()
@@ -191,7 +191,7 @@ def section_search(ctx) -> dict:
 
 
 def _examples(n: int, negs: int, seed: int):
-    from nvr.train import TrainExample
+    from nvr.training import TrainExample
 
     q = texts(n, seed, 4, 40)
     p = texts(n * (1 + negs), seed + 1, 200, 400)    # long: fill the maximum length (the estimate's worst case)
@@ -201,7 +201,7 @@ def _examples(n: int, negs: int, seed: int):
 def _train_run(ctx, name, model_ref, cfg, **kw) -> dict:
     import torch
 
-    from nvr.train import train_stage
+    from nvr.training import train_stage
 
     cuda = ctx["cuda"]
     out_dir = Path(ctx["tmp"]) / name
@@ -209,7 +209,9 @@ def _train_run(ctx, name, model_ref, cfg, **kw) -> dict:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     ex = _examples(cfg.batch_size * cfg.grad_accum * cfg.max_steps, cfg.num_negatives, seed=len(name))
-    s = train_stage(str(model_ref), ex, cfg, out_dir, device=ctx["dev"], progress=False, **kw)
+    from nvr.config import StudentConfig
+
+    s = train_stage(str(model_ref), ex, cfg, out_dir, StudentConfig(**kw), device=ctx["dev"], progress=False)
     res = {"steps": s["steps"], "losses": [round(r["loss"], 4) for r in s["log"]],
            "step_seconds": [r["seconds"] for r in s["log"]], "trainable_params": s["trainable_params"],
            "total_params": s["total_params"], "device": s["device"]}
@@ -218,10 +220,11 @@ def _train_run(ctx, name, model_ref, cfg, **kw) -> dict:
     if cuda:
         res["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
     res["finite"] = all(np.isfinite(r["loss"]) for r in s["log"])
-    from nvr.modeling import EmbeddingModel
+    from nvr.training import EmbeddingModel
 
     em = EmbeddingModel.from_pretrained(str(out_dir))
-    e = em.encode(["a quick check of the saved model"], "query", max_length=32)
+    with torch.no_grad():
+        e = em(**em.tokenize(["a quick check of the saved model"], "query", 32))
     res["reload_ok"] = bool(torch.isfinite(e).all()) and e.shape[-1] == em.model.config.hidden_size
     res["settings"] = em.settings()
     return res
@@ -242,8 +245,8 @@ def _estimate(model_ref, cfg, *, bidirectional, dtype, pooling="mean", mask=Fals
 
 
 def section_train(ctx) -> dict:
-    from nvr.modeling import build_tiny_model
-    from nvr.train import StageConfig
+    from nvr.models import build_tiny_model
+    from nvr.config import StageConfig
 
     gpu, small = ctx["gpu"], ctx["small"]
     out = {}

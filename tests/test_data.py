@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from nvr import data as D
+from nvr.data import hub as H
 from nvr.data import (
     BeirDataset,
     TrainPair,
@@ -177,7 +178,9 @@ def test_save_beir_is_atomic(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(D, "_write_qrels", boom)
+    import nvr.data.beir as B
+
+    monkeypatch.setattr(B, "write_qrels", boom)
     ds.corpus["d1"]["text"] = "changed"
     with pytest.raises(RuntimeError):
         save_beir(ds, tmp_path / "out")
@@ -291,17 +294,17 @@ def test_wiki_dataset_capped_is_consistent_and_deterministic(tmp_path):
     ds = _check_wiki_folder(tmp_path / "a", s1)
     assert len(ds.corpus) == 1200
     assert len(ds.qrels["test"]) == 60 and len(ds.qrels["dev"]) == 20
-    assert s1["counts"]["multi_article_descriptions_kept"] == 241  # all 813 grouped articles fit
+    assert s1["counts"]["multi_article_descriptions_kept"] == 241  # all 817 grouped articles fit
     # the full source check: each query's relevant set equals every article with that description
     src = json.loads(D.wiki_source_path().read_text(encoding="utf-8"))
     articles = list(src.values())
     want: dict[str, set[str]] = {}
     for i, a in enumerate(articles):
-        want.setdefault(a["description"].strip(), set()).add(f"w{i:05d}")
+        want.setdefault(" ".join(a["description"].split()).casefold(), set()).add(f"w{i:05d}")
     hidden = read_hidden_positives(tmp_path / "a" / "hidden_positives.jsonl")
     for split, q in ds.qrels.items():
         for qid, docs in q.items():
-            full = want[ds.queries[qid]]
+            full = want[" ".join(ds.queries[qid].split()).casefold()]
             got = set(hidden[qid]) if split == "train" else set(docs)
             assert got == full, (qid, ds.queries[qid])
     for did, doc in ds.corpus.items():
@@ -328,8 +331,9 @@ def test_wiki_dataset_small_cap_keeps_groups_whole(tmp_path):
 @wiki_missing
 def test_wiki_dataset_full_and_fn_rich(tmp_path):
     s = build_wiki_dataset(tmp_path / "full", n_test=300)
-    assert s["counts"]["docs"] == 10033 and s["counts"]["queries"] == 9290
-    assert s["counts"]["hidden_extra_positives"] + s["counts"]["test_qrels"] - s["counts"]["test_queries"] == 813 - 241
+    # 9,290 distinct spellings, 9,286 once case and spacing are ignored (4 case-only variants merged)
+    assert s["counts"]["docs"] == 10033 and s["counts"]["queries"] == 9286
+    assert s["counts"]["hidden_extra_positives"] + s["counts"]["test_qrels"] - s["counts"]["test_queries"] == 817 - 241
     assert not (tmp_path / "full" / "qrels" / "dev.tsv").exists()
     s = build_wiki_dataset(tmp_path / "fn", n_test=40, fn_rich=True, max_docs=1500)
     ds = _check_wiki_folder(tmp_path / "fn", s)
@@ -365,7 +369,7 @@ def test_load_beir_hub_beir_zip(tmp_path, monkeypatch):
         seen.append(url)
         _zip_fixture(Path(dest))
 
-    monkeypatch.setattr(D, "_download", fake_download)
+    monkeypatch.setattr(H, "_download", fake_download)
     out = load_beir_hub("scifact", tmp_path / "data" / "scifact")
     assert seen == ["https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/scifact.zip"]
     assert load_beir(out) == load_beir(TINY)
@@ -373,11 +377,11 @@ def test_load_beir_hub_beir_zip(tmp_path, monkeypatch):
 
 
 def test_load_beir_hub_bad_archives(tmp_path, monkeypatch, tiny):
-    monkeypatch.setattr(D, "_download", lambda url, dest: Path(dest).write_bytes(b"<html>not found</html>"))
+    monkeypatch.setattr(H, "_download", lambda url, dest: Path(dest).write_bytes(b"<html>not found</html>"))
     with pytest.raises(DataError, match="not a zip archive"):
         load_beir_hub("scifact", tmp_path / "o")
     _set_line(tiny / "qrels" / "test.tsv", 2, "q1\td404\t1")
-    monkeypatch.setattr(D, "_download", lambda url, dest: _zip_fixture(Path(dest), folder=tiny))
+    monkeypatch.setattr(H, "_download", lambda url, dest: _zip_fixture(Path(dest), folder=tiny))
     with pytest.raises(DataError, match=r"test\.tsv:2: unknown corpus id 'd404'"):
         load_beir_hub("scifact", tmp_path / "o")
     assert not (tmp_path / "o").exists()
@@ -395,7 +399,7 @@ def test_load_beir_hub_subfolder(tmp_path, monkeypatch):
                     if p.is_file():
                         zf.write(p, f"cqadupstack/{sub}/{p.relative_to(TINY).as_posix()}")
 
-    monkeypatch.setattr(D, "_download", fake)
+    monkeypatch.setattr(H, "_download", fake)
     with pytest.raises(DataError, match="several BEIR folders"):
         load_beir_hub("cqadupstack", tmp_path / "o")
     out = load_beir_hub("cqadupstack/english", tmp_path / "o")
@@ -419,7 +423,7 @@ def test_load_beir_hub_mteb_source(tmp_path, monkeypatch):
             [{"query-id": q, "corpus-id": d, "score": sc} for q, docs in qr.items() for d, sc in docs.items()])
             for s, qr in ds.qrels.items()})
 
-    monkeypatch.setattr(D, "_hf_load_dataset", fake_load)
+    monkeypatch.setattr(H, "_hf_load_dataset", fake_load)
     out = load_beir_hub("scifact", tmp_path / "m", source="mteb", revision="abc")
     back = load_beir(out)
     assert calls[0] == ("mteb/scifact", "corpus", "abc")
@@ -430,14 +434,14 @@ def test_load_beir_hub_mteb_source(tmp_path, monkeypatch):
 
 def test_beir_local_or_hub(tmp_path, monkeypatch):
     assert beir_local_or_hub(TINY) == TINY
-    monkeypatch.setattr(D, "_download", lambda url, dest: _zip_fixture(Path(dest)))
+    monkeypatch.setattr(H, "_download", lambda url, dest: _zip_fixture(Path(dest)))
     out = beir_local_or_hub("scifact", tmp_path / "s")
     assert out == tmp_path / "s" and (out / "corpus.jsonl").is_file()
 
     def fail(url, dest):
         raise AssertionError("must not download again")
 
-    monkeypatch.setattr(D, "_download", fail)
+    monkeypatch.setattr(H, "_download", fail)
     assert beir_local_or_hub("scifact", tmp_path / "s") == out
     with pytest.raises(DataError):
         beir_local_or_hub(str(tmp_path / "missing-folder"))
@@ -503,3 +507,53 @@ def test_topic_split(tmp_path):
     assert len(D.topic_split(tmp_path / "w", "train", seed=13, max_examples=50)[0]) == 50
     with pytest.raises(DataError, match="only for the wiki dataset"):
         D.topic_split(TINY, "train")
+
+
+def test_wiki_descriptions_group_case_and_space_insensitively(tmp_path):
+    """'Country in northern Europe' and 'Country in  Northern Europe' are one query: each
+    article is a (hidden) positive of the other, not an unlabeled false negative."""
+    import json as _json
+
+    arts = {str(i): {"title": f"T{i}", "extract": f"text {i}", "description": d, "topic": "X" if i % 2 else "Y"}
+            for i, d in enumerate(["Country in northern Europe", "Country in  Northern Europe", "river",
+                                   "mountain", "lake", "city", "town", "village", "sea", "ocean"])}
+    src = tmp_path / "wiki.json"
+    src.write_text(_json.dumps(arts))
+    build_wiki_dataset(tmp_path / "out", n_test=1, seed=1, source=src)
+    ds = load_beir(tmp_path / "out")
+    country = [q for q, t in ds.queries.items() if t.casefold().startswith("country")]
+    assert len(country) == 1 and ds.queries[country[0]] == "Country in northern Europe"
+    hidden = read_hidden_positives(tmp_path / "out" / "hidden_positives.jsonl")
+    rel = hidden.get(country[0]) or list(ds.qrels["test"].get(country[0], {}))
+    assert sorted(rel) == ["w00000", "w00001"]
+
+
+def test_beir_study_drops_training_queries_that_copy_a_test_query(tmp_path):
+    """SciFact: test claims 870 and 1292 are verbatim copies of train claims 871 and 1291."""
+    src = tmp_path / "src"
+    ds = BeirDataset(corpus={"d1": {"title": "", "text": "a"}, "d2": {"title": "", "text": "b"},
+                             "d3": {"title": "", "text": "c"}},
+                     queries={"t1": "Same claim.", "r1": "same  claim.", "r2": "other claim", "t2": "third"},
+                     qrels={"train": {"r1": {"d1": 1}, "r2": {"d2": 1}}, "test": {"t1": {"d1": 1}, "t2": {"d3": 1}}})
+    save_beir(ds, src)
+    summary = D.prepare_beir_study(src, tmp_path / "out")
+    pairs = read_train_pairs(tmp_path / "out" / "train_pairs.jsonl")
+    assert [p.query_id for p in pairs] == ["r2"]
+    assert summary["counts"]["train_queries_dropped_as_test_duplicates"] == 1
+
+
+@wiki_missing
+def test_wiki_train_single_fraction_mixes_multi_and_single_article_queries(tmp_path):
+    """A false-negative-rich mix: every multi-article training description plus as many single
+    ones; the test split is the same as without the mix."""
+    plain = build_wiki_dataset(tmp_path / "plain", n_test=100, max_docs=2000, seed=5)
+    s = build_wiki_dataset(tmp_path / "mix", n_test=100, max_docs=2000, seed=5, train_single_fraction=0.5)
+    a, b = load_beir(tmp_path / "plain"), load_beir(tmp_path / "mix")
+    assert a.qrels["test"] == b.qrels["test"] and a.corpus.keys() == b.corpus.keys()
+    hidden = read_hidden_positives(tmp_path / "mix" / "hidden_positives.jsonl")
+    multi = sum(1 for v in hidden.values() if len(v) > 1)
+    single = len(hidden) - multi
+    assert multi > 100 and abs(single - multi) <= 1
+    assert s["counts"]["queries"] < plain["counts"]["queries"]
+    with pytest.raises(ConfigError):
+        build_wiki_dataset(tmp_path / "bad", n_test=10, max_docs=200, train_single_fraction=1.0)

@@ -70,7 +70,7 @@ def test_v1_profile_dry_run(v1_report):
     totals = [float(ln.split("= ")[-1].split(" GiB")[0]) for ln in stage_lines]
     assert all(20 < t < 72 for t in totals), totals          # fits an 80 GiB H100 with checkpointing
     assert text.count("no gradient cache needed") == 2
-    from nvr.evaluate import BEIR_15_TASKS
+    from nvr.evaluation import BEIR_15_TASKS
 
     assert ", ".join(BEIR_15_TASKS) in text
     assert "e5-mistral-7b-instruct: mistral (decoder), 7.11B params, pooling last" in text
@@ -179,13 +179,13 @@ def test_cli_check_dry_run(capsys):
 def test_v1_code_path_on_a_tiny_mistral(tmp_path):
     """The NV-Retriever-v1 profile's stage-1 settings (LoRA on all 7 projections, bidirectional attention,
     instruction left out of the mean pool, gradient checkpointing, gradient cache) on a tiny random
-    Mistral, fp32 on the CPU; the saved folder loads back through the inference path (nvr.encode)."""
+    Mistral, fp32 on the CPU; the saved folder loads back through the inference path (nvr.text.Encoder)."""
     from safetensors.torch import load_file
     from transformers import AutoModel
 
-    from nvr.encode import Encoder, EncoderConfig
-    from nvr.modeling import EmbeddingModel, build_tiny_model
-    from nvr.train import TrainExample, train_stage
+    from nvr.text import Encoder, EncoderConfig
+    from nvr.models import build_tiny_model
+    from nvr.training import EmbeddingModel, TrainExample, train_stage
 
     n_threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -202,9 +202,8 @@ def test_v1_code_path_on_a_tiny_mistral(tmp_path):
         examples = [TrainExample(" ".join(words[i:i + 3]), " ".join(words[i + 1:i + 7]), [" ".join(words[i + 2:i + 8])])
                     for i in range(6)]
         out = tmp_path / "stage1"
-        s = train_stage(str(tiny), examples, cfg, out, query_prefix=st.query_prefix, passage_prefix=st.passage_prefix,
-                        pooling=st.pooling, mask_prefix_in_pool=st.mask_prefix_in_pool, bidirectional=st.bidirectional,
-                        dtype="float32", device="cpu", progress=False)
+        s = train_stage(str(tiny), examples, cfg, out, dataclasses.replace(st, dtype="float32"), device="cpu",
+                        progress=False)
         assert s["steps"] == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in s["log"])
         # r * (in + out) for the 7 projections of 2 tiny layers (hidden 64, kv 32, MLP 128)
         assert s["trainable_params"] == 2 * 4 * ((64 + 64) * 2 + (64 + 32) * 2 + (64 + 128) * 3)
@@ -231,13 +230,16 @@ def test_v1_code_path_on_a_tiny_mistral(tmp_path):
         # training-side and inference-side embeddings agree (instruction masked in both)
         em = EmbeddingModel.from_pretrained(str(out))
         texts = ["stone cloud music", "a longer query about rivers and apples and glass"]
-        want = em.encode(texts, "query", max_length=32)
+        with torch.no_grad():
+            want = em(**em.tokenize(texts, "query", 32))
         enc = Encoder(EncoderConfig(model=str(out), pooling="mean", query_prefix=st.query_prefix,
                                     passage_prefix=st.passage_prefix, mask_prefix_in_pool=True, max_query_length=32,
                                     max_passage_length=24, device="cpu", dtype="float32"))
         got = torch.from_numpy(enc.encode(texts, "query", progress=False))
         assert torch.allclose(want, got, atol=1e-5)
-        unmasked = EmbeddingModel.from_pretrained(str(out), mask_prefix_in_pool=False).encode(texts, "query", 32)
+        um = EmbeddingModel.from_pretrained(str(out), mask_prefix_in_pool=False)
+        with torch.no_grad():
+            unmasked = um(**um.tokenize(texts, "query", 32))
         assert not torch.allclose(want, unmasked, atol=1e-4)
     finally:
         torch.set_num_threads(n_threads)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from nvr import distributed
-from nvr.encode import Encoder, EncoderConfig, encode_cached, encode_sharded, pool
+from nvr.text import Encoder, EncoderConfig, encode_cached, encode_sharded, pool
 from nvr.errors import ConfigError, DataError
 from nvr.models import resolve_model
 
@@ -235,7 +235,7 @@ def test_torchrun_two_processes_match_one(tiny_bert, tmp_path):
     script.write_text(textwrap.dedent(f"""
         import json, sys, numpy as np
         from nvr import distributed as D
-        from nvr.encode import Encoder, EncoderConfig, encode_cached, encode_sharded
+        from nvr.text import Encoder, EncoderConfig, encode_cached, encode_sharded
         assert D.init_from_env()
         rank, ws = D.world()
         texts = json.load(open({str(tmp_path / 'texts.json')!r}))

@@ -14,7 +14,8 @@ from nvr.data import BeirDataset, doc_text, load_beir, save_beir
 from nvr.errors import ConfigError, DataError
 
 pytest.importorskip("mteb")
-from nvr import evaluate as E  # noqa: E402
+from nvr import evaluation as E  # noqa: E402
+from nvr.text.pooling import pool  # noqa: E402
 
 FIX = Path(__file__).parent / "fixtures"
 TINY = FIX / "beir_tiny"
@@ -37,7 +38,7 @@ def minilm_path() -> str:
 @pytest.fixture(scope="module")
 def minilm(minilm_path):
     """One loaded wrapper shared by the tests (loading costs seconds on this machine)."""
-    return E.HFEncoderModel("pkg:all-MiniLM-L6-v2", max_query_length=64, max_passage_length=128, batch_size=32, device="cpu")
+    return E.MtebEncoder("pkg:all-MiniLM-L6-v2", max_query_length=64, max_passage_length=128, batch_size=32, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -102,12 +103,12 @@ def test_pooling_variants():
     h = torch.arange(2 * 3 * 2, dtype=torch.float32).reshape(2, 3, 2)
     right = torch.tensor([[1, 1, 0], [1, 1, 1]])
     left = torch.tensor([[0, 1, 1], [1, 1, 1]])
-    assert torch.allclose(E.pool(h, right, "mean")[0], h[0, :2].mean(0))
-    assert torch.equal(E.pool(h, right, "cls"), h[:, 0])
-    assert torch.equal(E.pool(h, right, "last")[0], h[0, 1]) and torch.equal(E.pool(h, right, "last")[1], h[1, 2])
-    assert torch.equal(E.pool(h, left, "last")[0], h[0, 2])
+    assert torch.allclose(pool(h, right, "mean")[0], h[0, :2].mean(0))
+    assert torch.equal(pool(h, right, "cls"), h[:, 0])
+    assert torch.equal(pool(h, right, "last")[0], h[0, 1]) and torch.equal(pool(h, right, "last")[1], h[1, 2])
+    assert torch.equal(pool(h, left, "last")[0], h[0, 2])
     with pytest.raises(ConfigError):
-        E.pool(h, right, "max")
+        pool(h, right, "max")
 
 
 def test_hub_task_names_resolve_offline():
@@ -150,6 +151,9 @@ def test_tiny_fixture_agrees_with_brute_force(minilm, st_model):
         assert 0.0 <= res[k] <= 1.0
     assert res["main_score"] == res["ndcg_at_10"]
     assert res["mteb_scores"]["hf_subset"] == "default"
+    per_query = res["per_query_ndcg_at_10"]   # the values MTEB averages, one per query
+    assert len(per_query) == res["n_queries"]
+    assert np.mean(list(per_query.values())) == pytest.approx(res["ndcg_at_10"], abs=1e-5)
 
 
 @pytest.mark.skipif(not (SCIFACT / "corpus.jsonl").is_file(), reason="SciFact copy not present")
@@ -172,7 +176,7 @@ def test_scifact_slice_agrees_with_brute_force(minilm, st_model, tmp_path):
 
 
 def test_evaluate_encoder_object_adapter(minilm):
-    class Plain:  # the nvr.encode.Encoder interface
+    class Plain:  # the nvr.text.Encoder interface
         def encode(self, texts, kind="passage", progress=False):
             return minilm.encode_texts(texts, kind)
 
@@ -223,7 +227,7 @@ def test_cache_never_returns_another_models_scores(minilm_path, tmp_path):
                                         batch_size=16, device="cpu")
     assert rcls["mteb_scores"]["ndcg_at_10"] == rcls_nocache["mteb_scores"]["ndcg_at_10"]
     # a second run of an unchanged checkpoint is served from the cache (the model is not called)
-    cached = E.HFEncoderModel(str(b), max_passage_length=64, batch_size=16, device="cpu")
+    cached = E.MtebEncoder(str(b), max_passage_length=64, batch_size=16, device="cpu")
 
     def no_encode(*a, **k):
         raise AssertionError("expected a cache hit")
@@ -282,7 +286,9 @@ def test_classification_matches_sklearn(minilm):
 def test_evaluate_hub_tasks_table_order(minilm, monkeypatch):
     """The hub path, with local tasks standing in for downloads: scores come back in the given order."""
     local = {"B": E.make_local_task(TINY, "test", name="B"), "A": E.make_local_task(TINY, "train", name="A")}
-    monkeypatch.setattr(E, "resolve_hub_tasks", lambda names: [local[n] for n in names])
+    import nvr.evaluation.scoring as S
+
+    monkeypatch.setattr(S, "resolve_hub_tasks", lambda names: [local[n] for n in names])
     res = E.evaluate_hub_tasks(minilm, ["B", "A"])
     assert res["order"] == ["NvrLocal-B-test", "NvrLocal-A-train"]
     assert list(res["ndcg_at_10"]) == res["order"]

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from nvr.losses import info_nce
+from nvr.training.losses import info_nce
 
 # 2 queries, 2-d embeddings, one hard negative each
 Q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
@@ -68,3 +68,17 @@ def test_bad_inputs():
         info_nce(Q, P, N, temperature=0.0, in_batch=True)
     with pytest.raises(ValueError):
         info_nce(Q, P[:1], N, temperature=1.0, in_batch=True)
+
+
+def test_exclude_drops_known_false_negatives_but_never_the_target():
+    # columns p1, p2, n1, n2; row 1 may not see p2 (same passage as its positive, e.g. SciFact)
+    exclude = torch.tensor([[True, True, False, False], [False, False, False, False]])
+    got = info_nce(Q, P, N, temperature=TAU, in_batch=True, exclude=exclude, reduction="none")
+    assert got[0].item() == pytest.approx(lse(1.6, 0.0, 2.0) - 1.6, abs=1e-6)   # p1 (target) kept
+    assert got[1].item() == pytest.approx(lse(1.2, 1.6, 2.0, 0.0) - 1.6, abs=1e-6)
+
+
+def test_row_mask_leaves_a_repeated_row_out_of_the_mean():
+    rows = info_nce(Q, P, N, temperature=TAU, in_batch=True, reduction="none")
+    got = info_nce(Q, P, N, temperature=TAU, in_batch=True, row_mask=torch.tensor([True, False]))
+    assert got.item() == pytest.approx(rows[0].item(), abs=1e-6)

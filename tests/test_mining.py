@@ -10,7 +10,7 @@ import pytest
 
 from nvr.errors import ConfigError, DataError
 from nvr.mining import (PRESETS, MinedArrays, MiningConfig, mine, mining_stats, preset,
-                        query_key, query_keys, read_mined, score_distributions, to_rows,
+                        query_keys, read_mined, score_distributions, to_rows,
                         write_mined)
 
 F = np.float32
@@ -276,10 +276,10 @@ def test_sampling_independent_of_chunking_and_row_order(name):
 
 
 def test_query_key_is_stable():
-    assert query_key("q1") == query_key("q1") != query_key("q2")
-    assert query_key("q1").dtype == np.uint64
+    k1, k1b, k2 = query_keys(["q1"])[0], query_keys(["q1"])[0], query_keys(["q2"])[0]
+    assert k1 == k1b != k2 and k1.dtype == np.uint64
     ks = query_keys(["q1", "q2"])
-    assert ks.dtype == np.uint64 and ks[0] == query_key("q1") and ks[1] == query_key("q2")
+    assert ks.dtype == np.uint64 and ks[0] == k1 and ks[1] == k2
 
 
 # --------------------------------------------------------------------------- oracle
@@ -506,3 +506,36 @@ def test_empty_input():
     m = mine(np.zeros((0, 5), np.int64), np.zeros((0, 5), F), np.zeros((0, 1), np.int64),
              np.zeros((0, 1), F), MiningConfig(), query_keys=np.zeros(0, np.uint64))
     assert len(m) == 0 and m.neg_ids.shape == (0, 4)
+
+
+def test_window_after_filters_samples_among_survivors():
+    """PercPos 95% + sampled top-10, read as the paper does: filter first, then the window of 10
+    counts survivors. With the window counted before the filter, a query whose top 10 all lie
+    above the threshold gets no negative (111 of 1,103 queries in the old default profile)."""
+    ids = np.arange(1, 31)[None, :]
+    scores = np.concatenate([np.full(10, 0.99), np.linspace(0.9, 0.5, 20)]).astype(np.float32)[None, :]
+    pos_ids, pos_scores = np.array([[0]]), np.array([[1.0]], np.float32)
+    keys = query_keys(["q"])
+    before = mine(ids, scores, pos_ids, pos_scores, MiningConfig(perc=0.95, window=10, selection="softmax",
+                                                                temperature=0.05), query_keys=keys)
+    after = mine(ids, scores, pos_ids, pos_scores, preset("percpos095_sampled10"), query_keys=keys)
+    assert before.n_found[0] == 0 and before.n_eligible[0] == 0
+    assert after.n_found[0] == 4 and after.n_eligible[0] == 10
+    got = set(after.neg_ids[0].tolist())
+    assert got <= set(range(11, 21))          # the 10 highest-ranked candidates that pass PercPos
+    assert (after.neg_scores[0] < 0.95).all()
+
+
+def test_window_after_filters_equals_filter_then_top_window():
+    rng = np.random.default_rng(3)
+    ids = np.tile(np.arange(50), (20, 1))
+    scores = -np.sort(-rng.random((20, 50)).astype(np.float32), axis=1)
+    pos_scores = rng.uniform(0.5, 1.0, (20, 1)).astype(np.float32)
+    pos_ids = np.full((20, 1), 99)
+    keys = query_keys([f"q{i}" for i in range(20)])
+    cfg = MiningConfig(num_negatives=10, perc=0.9, window=7, window_after_filters=True)
+    got = mine(ids, scores, pos_ids, pos_scores, cfg, query_keys=keys)
+    for i in range(20):
+        thr = np.float32(pos_scores[i, 0] - abs(pos_scores[i, 0]) * 0.1)
+        want = [int(j) for j in ids[i] if scores[i, j] < thr][:7]
+        assert got.neg_ids[i][got.neg_ids[i] >= 0].tolist() == want

@@ -12,7 +12,7 @@ from nvr.config import TeacherConfig, build
 from nvr.data import doc_text, load_beir
 from nvr.errors import ConfigError
 from nvr.models import resolve_model
-from nvr.rescoring import CrossEncoderScorer, rescore_candidates
+from nvr.mining.rescoring import CrossEncoderScorer, rescore_candidates
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "fixtures" / "beir_tiny"

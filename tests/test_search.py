@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from nvr import search
+from nvr.mining import search
 from nvr.errors import ConfigError, DataError
-from nvr.search import exact_topk
+from nvr.mining.search import exact_topk
 
 
 def brute(q, c, k):
@@ -124,7 +124,7 @@ def test_gpu_sharding_logic(monkeypatch):
 
 
 def test_score_pairs_match_search_scores():
-    from nvr.search import score_pairs
+    from nvr.mining.search import score_pairs
 
     rng = np.random.default_rng(8)
     q = rng.standard_normal((20, 24)).astype(np.float32)

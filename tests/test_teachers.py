@@ -1,4 +1,4 @@
-"""nvr.teachers: BM25 / dense / random candidates, ensembles, overlap, duplicates."""
+"""nvr.mining.teachers and nvr.mining.ensembles: BM25 / dense / random candidates, ensembles, overlap, duplicates."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 
 from nvr.errors import ConfigError
 from nvr.mining import MinedArrays, MiningConfig, mine, query_keys
-from nvr.teachers import (BM25Teacher, bm25_candidates, bm25_positive_scores, cross_sample,
-                          dense_candidates, exact_duplicate_exclusions, intra_sample, jaccard_matrix,
-                          normalize_text, pick_mined, positive_scores, random_candidates,
-                          random_positive_scores, topk_jaccard)
+from nvr.mining.ensembles import cross_sample, intra_sample, jaccard_matrix, pick_mined, topk_jaccard
+from nvr.mining.teachers import (BM25Teacher, bm25_candidates, bm25_positive_scores, dense_candidates,
+                                 exact_duplicate_exclusions, normalize_text, positive_scores, random_candidates,
+                                 random_positive_scores)
 
 DOCS = [
     "The cat sat on the mat",       # cat sat mat            (3 tokens)
@@ -195,3 +195,27 @@ def test_bm25_then_mine_with_exclusions():
              exclude_ids=exc)
     assert 2 not in m.neg_ids[0] and 6 not in m.neg_ids[0]
     assert m.neg_ids[0, :2].tolist() == [4, 0]
+
+
+def test_ensemble_negatives_compare_with_their_own_teachers_anchor():
+    """Dense scores near 0.8 and BM25 scores near 12: every BM25 negative lies above the dense
+    anchor, but below its own teacher's. Statistics and rows must use each negative's own anchor."""
+    from nvr.mining import mining_stats, to_rows
+
+    cfg = MiningConfig(num_negatives=2, perc=0.95)
+    keys = query_keys(["q"])
+    pos = np.array([[0]])
+    dense = mine(np.array([[0, 1, 2, 3]]), np.array([[0.9, 0.7, 0.6, 0.5]], np.float32), pos,
+                 np.array([[0.9]], np.float32), cfg, query_keys=keys)
+    bm25 = mine(np.array([[0, 4, 5, 1]]), np.array([[15.0, 12.0, 11.0, 10.0]], np.float32), pos,
+                np.array([[15.0]], np.float32), cfg, query_keys=keys)
+    for ens in (intra_sample([dense, bm25], 4, dedupe=True, per_teacher=2), pick_mined([dense, bm25], np.array([1]))):
+        st = mining_stats(ens, np.array([[0.9]], np.float32))
+        assert st["negatives_above_anchor"] == 0
+        row = to_rows(ens, ["q"], ["query"], [["d0"]], np.array([[0.9]], np.float32),
+                      [f"d{i}" for i in range(6)], teachers=["dense", "bm25"])[0]
+        for s, a in zip(row["negative_scores"], row["negative_anchor_scores"]):
+            assert s < a
+        assert set(row["negative_teachers"]) <= {"dense", "bm25"}
+    both = intra_sample([dense, bm25], 4, dedupe=True, per_teacher=2)
+    assert both.source.tolist() == [[0, 1, 0, 1]]

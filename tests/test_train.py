@@ -6,10 +6,12 @@ import os
 import pytest
 import torch
 
-from nvr import train as T
+from nvr.config import StageConfig, StudentConfig
 from nvr.errors import ConfigError
-from nvr.modeling import EmbeddingModel, build_tiny_model
-from nvr.train import DataOrder, StageConfig, TrainExample, classification_examples, embed_loss_grads, train_stage
+from nvr.models import build_tiny_model
+from nvr.training import DataOrder, EmbeddingModel, TrainExample, classification_examples, embed_loss_grads, train_stage
+from nvr.training import checkpoints as C
+from nvr.training import loop as T
 
 WORDS = ("apple river stone cloud music paper light tiger green house ocean glass bread storm violin "
          "mountain silver garden rocket winter candle forest yellow dragon").split()
@@ -153,7 +155,7 @@ def test_train_output_and_log(reference_run):
     assert json.loads((out / "train_summary.json").read_text())["steps"] == 4
     assert (out / "nvr_pooling.json").is_file()
     AutoModel.from_pretrained(out)
-    assert not T.work_dir(out).exists()
+    assert not C.work_dir(out).exists()
 
 
 def test_same_seed_same_weights_bit_for_bit(tiny, reference_run, tmp_path):
@@ -175,12 +177,10 @@ def test_interrupted_run_resumes_to_identical_weights(tiny, reference_run, tmp_p
         if step == 3:
             raise KeyboardInterrupt("simulated crash after step 3")
 
-    monkeypatch.setattr(T, "_AFTER_STEP_HOOK", boom)
     with pytest.raises(KeyboardInterrupt):
-        train_stage(tiny["bert_drop"], make_examples(), c, out, progress=False)
+        train_stage(tiny["bert_drop"], make_examples(), c, out, progress=False, on_step=boom)
     assert not out.exists()
-    assert T.latest_checkpoint(T.work_dir(out)).name == "ckpt-2"
-    monkeypatch.setattr(T, "_AFTER_STEP_HOOK", None)
+    assert C.latest_checkpoint(C.work_dir(out)).name == "ckpt-2"
     s2 = train_stage(tiny["bert_drop"], make_examples(), c, out, progress=False)
     assert s2["resumed_from"] == 2
     assert [r["loss"] for r in s2["log"]] == [r["loss"] for r in s["log"]]
@@ -190,10 +190,9 @@ def test_interrupted_run_resumes_to_identical_weights(tiny, reference_run, tmp_p
 def test_resume_refuses_another_run(tiny, tmp_path, monkeypatch):
     out = tmp_path / "m"
     c = cfg(max_steps=2, save_every=1)
-    monkeypatch.setattr(T, "_AFTER_STEP_HOOK", lambda step: (_ for _ in ()).throw(RuntimeError("stop")))
     with pytest.raises(RuntimeError):
-        train_stage(tiny["bert"], make_examples(), c, out, progress=False)
-    monkeypatch.setattr(T, "_AFTER_STEP_HOOK", None)
+        train_stage(tiny["bert"], make_examples(), c, out, progress=False,
+                    on_step=lambda step: (_ for _ in ()).throw(RuntimeError("stop")))
     with pytest.raises(ConfigError, match="another run"):
         train_stage(tiny["bert"], make_examples(), cfg(max_steps=2, save_every=1, learning_rate=5e-4), out,
                     progress=False)
@@ -205,8 +204,8 @@ def test_lora_decoder_stage(tiny, tmp_path):
     c = cfg(max_steps=2, in_batch_negatives=False, lora={"r": 4, "alpha": 8, "dropout": 0.0},
             gradient_checkpointing=True, grad_cache_chunk=4)
     out = tmp_path / "lora"
-    s = train_stage(tiny["mistral"], make_examples(8), c, out, progress=False, query_prefix="Retrieve: ",
-                    passage_prefix="passage: ", mask_prefix_in_pool=True)
+    st = StudentConfig(query_prefix="Retrieve: ", passage_prefix="passage: ", mask_prefix_in_pool=True)
+    s = train_stage(tiny["mistral"], make_examples(8), c, out, st, progress=False)
     assert s["trainable_params"] < s["total_params"] / 50
     m = AutoModel.from_pretrained(out)
     assert m.config.is_causal is False
@@ -262,15 +261,53 @@ def test_sigkill_mid_run_then_resume(tiny, reference_run, tmp_path):
         torch.set_num_threads(1)   # bit-identical floats need the thread count of the reference run
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         from test_train import make_examples, cfg
-        from nvr import train as T
-        T._AFTER_STEP_HOOK = lambda s: os.kill(os.getpid(), signal.SIGKILL) if s == 3 else None
-        T.train_stage({str(tiny["bert_drop"])!r}, make_examples(), cfg(grad_accum=2, batch_size=2, save_every=2),
-                      {str(out)!r}, progress=False)
+        from nvr.training import train_stage
+        train_stage({str(tiny["bert_drop"])!r}, make_examples(), cfg(grad_accum=2, batch_size=2, save_every=2),
+                    {str(out)!r}, progress=False,
+                    on_step=lambda s: os.kill(os.getpid(), signal.SIGKILL) if s == 3 else None)
     """)
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert r.returncode == -9, r.stderr[-2000:]
-    assert not out.exists() and T.latest_checkpoint(T.work_dir(out)).name == "ckpt-2"
+    assert not out.exists() and C.latest_checkpoint(C.work_dir(out)).name == "ckpt-2"
     s = train_stage(tiny["bert_drop"], make_examples(), cfg(grad_accum=2, batch_size=2, save_every=2), out,
                     progress=False)
     assert s["resumed_from"] == 2
     assert same_weights(ref, out)
+
+
+def test_false_negative_masks_follow_ids_then_texts():
+    """Two claims about one abstract (SciFact): each claim's positive is the other's in-batch
+    negative unless masked. A hard negative that is a labeled positive of its row is masked too."""
+    from nvr.training.step import false_negative_masks, make_batch
+
+    a = TrainExample("claim one", "abstract X", ["abstract Y"], positive_id="X", negative_ids=["Y"],
+                     positive_ids=("X",))
+    b = TrainExample("claim two", "abstract X", ["abstract Z"], positive_id="X", negative_ids=["Z"],
+                     positive_ids=("X", "Z"))
+    c = TrainExample("no ids", "abstract Y", ["abstract X"])      # matched by text
+    in_batch, own = false_negative_masks([a, b, c], 1)
+    # columns: pos a (X), pos b (X), pos c (Y), neg a (Y), neg b (Z), neg c (X)
+    assert in_batch.tolist() == [[False, True, False, False, False, True],
+                                 [True, False, False, False, True, True],
+                                 [False, False, False, True, False, False]]
+    assert own.tolist() == [[False, False], [False, True], [False, False]]
+    batch = make_batch([a, b, c], 1, repeated=[False, False, True])
+    assert batch.row_mask.tolist() == [True, True, False]
+
+
+def test_masked_loss_equals_loss_without_the_false_negative_columns():
+    """Oracle: masking a column gives the same loss as deleting that passage from the row's softmax."""
+    torch.manual_seed(0)
+    q, p = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1), torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    p[1] = p[0]                                   # rows 0 and 1 share their positive
+    from nvr.training.losses import info_nce
+
+    ex = [TrainExample(f"q{i}", "shared" if i < 2 else "other", [], positive_id="S" if i < 2 else "O") for i in range(3)]
+    from nvr.training.step import false_negative_masks
+
+    in_batch, _ = false_negative_masks(ex, 0)
+    got = info_nce(q, p, None, temperature=0.1, in_batch=True, exclude=in_batch, reduction="none")
+    logits = q @ p.T / 0.1
+    want = [torch.logsumexp(logits[0, [0, 2]], 0) - logits[0, 0], torch.logsumexp(logits[1, [1, 2]], 0) - logits[1, 1],
+            torch.logsumexp(logits[2], 0) - logits[2, 2]]
+    assert torch.allclose(got, torch.stack(want), atol=1e-5)

@@ -18,8 +18,8 @@ tokenizer files) plus ``nvr_pooling.json`` holding the pooling settings, so any
 the weights* when saving (the folder never needs ``peft``); the adapter-only state is what
 training checkpoints keep (see :mod:`nvr.train`).
 
-:func:`pool` mirrors ``nvr.encode.pool`` (same signature and semantics); it lives here too so
-training does not depend on the inference module.
+Tokenization, the instruction mask and pooling are :mod:`nvr.text`'s, shared with the encoder
+and the evaluation, so a trained model pools the same tokens when it is mined with or scored.
 """
 
 from __future__ import annotations
@@ -31,17 +31,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError
-from .io import atomic_dir, write_json
-from .runtime import log
+from ..config import check_lora
+from ..errors import ConfigError
+from ..io import atomic_dir, write_json
+from ..runtime import log
+from ..text.pooling import POOLINGS, pool
+from ..text.tokenize import TextTokenizer
 
-from .encode import POOLINGS, pool  # one pooling for training, encoding and evaluation
 POOLING_FILE = "nvr_pooling.json"
-LORA_KEYS = {"r", "alpha", "dropout", "target_modules"}
 
 
-# --------------------------------------------------------------------------- pooling
-# --------------------------------------------------------------------------- decoders
 def is_decoder_only(config) -> bool:
     """True for causal LMs without a masked-LM head (Mistral, Llama, Qwen2, GPT-2 ...)."""
     from transformers.models.auto.modeling_auto import (
@@ -77,30 +76,6 @@ def make_bidirectional(model: nn.Module) -> int:
     return n
 
 
-# --------------------------------------------------------------------------- LoRA
-def check_lora(lora: dict | None, where: str) -> None:
-    """Validate a LoRA spec ``{"r", "alpha", "dropout", "target_modules"}``."""
-    if lora is None:
-        return
-    if not isinstance(lora, dict):
-        raise ConfigError(f"{where}: expected a mapping with keys {sorted(LORA_KEYS)}")
-    for k in lora:
-        if k not in LORA_KEYS:
-            raise ConfigError(f"{where}.{k}: unknown key; valid keys: {', '.join(sorted(LORA_KEYS))}")
-    r = lora.get("r", 16)
-    if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
-        raise ConfigError(f"{where}.r: must be a positive integer, got {r!r}")
-    a = lora.get("alpha", 2 * r)
-    if not isinstance(a, (int, float)) or isinstance(a, bool) or a <= 0:
-        raise ConfigError(f"{where}.alpha: must be > 0, got {a!r}")
-    d = lora.get("dropout", 0.0)
-    if not isinstance(d, (int, float)) or isinstance(d, bool) or not 0 <= d < 1:
-        raise ConfigError(f"{where}.dropout: must be in [0, 1), got {d!r}")
-    t = lora.get("target_modules")
-    if t is not None and not (isinstance(t, str) or (isinstance(t, list) and all(isinstance(x, str) for x in t) and t)):
-        raise ConfigError(f"{where}.target_modules: expected a non-empty list of module names, got {t!r}")
-
-
 def apply_lora(model: nn.Module, lora: dict) -> nn.Module:
     """Wrap ``model`` with peft LoRA adapters; only the adapters stay trainable.
 
@@ -121,7 +96,6 @@ def apply_lora(model: nn.Module, lora: dict) -> nn.Module:
     return get_peft_model(model, cfg)
 
 
-# --------------------------------------------------------------------------- the model
 class EmbeddingModel(nn.Module):
     """HF backbone + pooling (+ LoRA, bidirectional attention, instruction masking)."""
 
@@ -135,9 +109,8 @@ class EmbeddingModel(nn.Module):
         self.tokenizer = tokenizer
         self.pooling = pooling
         self.normalize = normalize
-        self.query_prefix = query_prefix
-        self.passage_prefix = passage_prefix
-        self.mask_prefix_in_pool = mask_prefix_in_pool
+        self._settings = {"query_prefix": query_prefix or "", "passage_prefix": passage_prefix or "",
+                          "mask_prefix_in_pool": bool(mask_prefix_in_pool)}
         self.bidirectional = bidirectional
         if tokenizer is not None:
             if tokenizer.pad_token is None:
@@ -146,6 +119,21 @@ class EmbeddingModel(nn.Module):
             tokenizer.padding_side = "right"
         if bidirectional:
             make_bidirectional(self.model)
+        self._retokenize()
+
+    # ---- prefixes and the instruction mask: changing one rebuilds the tokenizer's view
+    def _retokenize(self) -> None:
+        self.text = TextTokenizer(self.tokenizer, **self._settings) if self.tokenizer is not None else None
+
+    def _set(self, key, value) -> None:
+        self._settings[key] = value
+        self._retokenize()
+
+    query_prefix = property(lambda self: self._settings["query_prefix"], lambda self, v: self._set("query_prefix", v or ""))
+    passage_prefix = property(lambda self: self._settings["passage_prefix"],
+                              lambda self, v: self._set("passage_prefix", v or ""))
+    mask_prefix_in_pool = property(lambda self: self._settings["mask_prefix_in_pool"],
+                                   lambda self, v: self._set("mask_prefix_in_pool", bool(v)))
 
     # ---- construction
     @classmethod
@@ -160,7 +148,7 @@ class EmbeddingModel(nn.Module):
         prefixes; bidirectional attention for decoder-only models)."""
         from transformers import AutoModel, AutoTokenizer
 
-        from .models import resolve_model
+        from ..models import resolve_model
 
         path = resolve_model(str(ref) if isinstance(ref, Path) else ref)
         saved = {}
@@ -215,28 +203,9 @@ class EmbeddingModel(nn.Module):
     # ---- tokenisation and forward
     def tokenize(self, texts: list[str], kind: str, max_length: int) -> dict:
         """Prefix and tokenise ``texts`` (``kind`` is ``query`` or ``passage``), padded to the
-        longest. Adds ``skip_mask`` (the prefix's tokens) with ``mask_prefix_in_pool``."""
-        if kind not in ("query", "passage"):
-            raise ValueError(f"kind must be 'query' or 'passage', got {kind!r}")
-        prefix = self.query_prefix if kind == "query" else self.passage_prefix
-        full = [prefix + t for t in texts]
-        want_skip = self.mask_prefix_in_pool and bool(prefix)
-        enc = self.tokenizer(full, padding=True, truncation=True, max_length=max_length, return_tensors="pt",
-                             return_offsets_mapping=want_skip and self.tokenizer.is_fast)
-        batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
-        if want_skip:
-            if "offset_mapping" in enc:
-                off = enc["offset_mapping"]
-                # real tokens (end > 0) lying inside the prefix; special tokens keep (0, 0)
-                skip = (off[..., 1] > 0) & (off[..., 1] <= len(prefix))
-            else:  # slow tokenizer: count the prefix tokens after the leading special tokens
-                n = len(self.tokenizer(prefix, add_special_tokens=False)["input_ids"])
-                lead = len(self.tokenizer("", add_special_tokens=True)["input_ids"])
-                lead = min(lead, 1)
-                skip = torch.zeros_like(batch["input_ids"], dtype=torch.bool)
-                skip[:, lead:lead + n] = True
-            batch["skip_mask"] = skip & batch["attention_mask"].bool()
-        return batch
+        longest (:class:`nvr.text.tokenize.TextTokenizer`). Adds ``skip_mask`` (the prefix's
+        tokens) with ``mask_prefix_in_pool``."""
+        return self.text.batch(texts, kind, max_length)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 skip_mask: torch.Tensor | None = None, normalize: bool | None = None) -> torch.Tensor:
@@ -247,20 +216,16 @@ class EmbeddingModel(nn.Module):
             emb = F.normalize(emb.float(), dim=-1)
         return emb
 
-    @torch.no_grad()
-    def encode(self, texts: list[str], kind: str = "passage", max_length: int = 128,
-               batch_size: int = 32) -> torch.Tensor:
-        """Embeddings of ``texts`` (no gradient, eval mode restored afterwards)."""
-        was = self.training
-        self.eval()
-        try:
-            outs = []
-            for i in range(0, len(texts), batch_size):
-                b = {k: v.to(self.device) for k, v in self.tokenize(texts[i:i + batch_size], kind, max_length).items()}
-                outs.append(self(**b).float().cpu())
-            return torch.cat(outs) if outs else torch.empty(0)
-        finally:
-            self.train(was)
+    def encoder(self, *, max_query_length: int = 64, max_passage_length: int = 128, batch_size: int = 32):
+        """An :class:`nvr.text.encoder.Encoder` over this model as it is now (same weights, pooling,
+        prefixes and instruction mask): what mining and evaluation would compute."""
+        from ..text.encoder import Encoder, EncoderConfig
+
+        cfg = EncoderConfig(model="in-memory", pooling=self.pooling, query_prefix=self.query_prefix,
+                            passage_prefix=self.passage_prefix, max_query_length=max_query_length,
+                            max_passage_length=max_passage_length, batch_size=batch_size,
+                            normalize=self.normalize, mask_prefix_in_pool=self.mask_prefix_in_pool)
+        return Encoder(cfg, model=self.model, tokenizer=self.tokenizer)
 
     # ---- trainable state (checkpoints) and saving
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
@@ -304,34 +269,3 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     tr = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return tr, sum(p.numel() for p in model.parameters())
-
-
-def build_tiny_model(out_dir: str | Path, kind: str = "bert", *, dropout: float = 0.0, seed: int = 0,
-                     hidden: int | None = None, layers: int = 2, tokenizer_ref: str = "pkg:all-MiniLM-L6-v2") -> Path:
-    """Save a tiny randomly initialised ``bert`` or ``mistral`` model with the MiniLM tokenizer
-    (vocabulary 30,522) to ``out_dir``; for tests and smoke runs, works offline."""
-    from transformers import AutoModel, AutoTokenizer, BertConfig, MistralConfig
-
-    from .models import resolve_model
-
-    tok = AutoTokenizer.from_pretrained(resolve_model(tokenizer_ref))
-    if kind == "bert":
-        h = hidden or 32
-        cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=h, num_hidden_layers=layers, num_attention_heads=2,
-                         intermediate_size=2 * h, max_position_embeddings=128, hidden_dropout_prob=dropout,
-                         attention_probs_dropout_prob=dropout)
-    elif kind == "mistral":
-        h = hidden or 64
-        cfg = MistralConfig(vocab_size=tok.vocab_size, hidden_size=h, intermediate_size=2 * h, num_hidden_layers=layers,
-                            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                            attention_dropout=dropout, pad_token_id=tok.pad_token_id, sliding_window=None,
-                            tie_word_embeddings=False)
-    else:
-        raise ConfigError(f"kind: '{kind}' is not one of bert, mistral")
-    torch.manual_seed(seed)
-    model = AutoModel.from_config(cfg)
-    out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-    return out_dir

@@ -3,18 +3,20 @@
 Every teacher returns ``(scores float32 (Q, depth), ids int64 (Q, depth))`` sorted by
 descending score, ties by smaller id, ``-1`` / nan padding where it found fewer than
 ``depth`` candidates, plus a ``(Q, P)`` nan-padded matrix of its scores for the labeled
-positives (the anchor of positive-aware mining). :mod:`nvr.mining` consumes these.
+positives (the anchor of positive-aware mining); :func:`rank_candidates` runs one teacher
+end to end and returns :class:`~nvr.mining.candidates.Candidates`, which the miner consumes.
 
-- dense: embeddings are computed elsewhere (:mod:`nvr.encode`) and passed in; the search
-  is :func:`nvr.search.exact_topk` (chunked, exact inner product).
+- dense: embeddings from :class:`nvr.text.Encoder` (cached by :mod:`nvr.text.cache`); the
+  search is :func:`nvr.mining.search.exact_topk` (chunked, exact inner product).
 - bm25: the ``bm25s`` package (Lucene BM25, regex tokenizer, English stop words). Documents
   with a zero score share no term with the query: they are not returned (padding).
 - random: ``depth`` distinct documents drawn uniformly per query, seeded per query.
   Their scores are the constant 0 and :func:`random_positive_scores` gives the positives
   the constant 1, so every score filter of :mod:`nvr.mining` (Abs, MarginPos, PercPos
   with perc < 1) lets all of them through and "top" selection is a uniform sample.
-- ensembles (paper Table 2): :func:`cross_sample` (one random teacher per query) and
-  :func:`intra_sample` (the top-1 mined negative of each teacher).
+- exclusions: exact-text duplicates of a positive or of the query, never emitted.
+
+Ensembles of teachers (paper Table 2) live in :mod:`nvr.mining.ensembles`.
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import ConfigError
-from .mining import MinedArrays, _seed_u64, hash_uniform, row_isin, splitmix64
-from .mining import first_occurrence as _first_occurrence
-from .runtime import log
+from ..errors import ConfigError
+from ..runtime import log
+from .core import first_occurrence
+from .hashing import hash_uniform, seed_u64, splitmix64
 
 
 def _check_depth(depth, n_docs: int, where: str) -> int:
@@ -40,7 +42,6 @@ def _check_depth(depth, n_docs: int, where: str) -> int:
     return int(depth)
 
 
-# --------------------------------------------------------------------------- dense
 def dense_candidates(query_emb: np.ndarray, corpus_emb: np.ndarray, depth: int, *,
                      search_fn: Callable | None = None, where: str = "teachers.depth",
                      **search_kwargs) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +94,6 @@ def positive_scores(query_emb: np.ndarray, corpus_emb: np.ndarray, pos_ids, *,
     return out
 
 
-# --------------------------------------------------------------------------- bm25
 class BM25Teacher:
     """A ``bm25s`` index over ``doc_texts`` (row order = corpus order)."""
 
@@ -196,7 +196,6 @@ def bm25_positive_scores(query_texts: Sequence[str], doc_texts: Sequence[str], p
     return index.positive_scores(query_texts, pos_ids)
 
 
-# --------------------------------------------------------------------------- random
 def random_candidates(n_queries: int, n_docs: int, depth: int, *, seed: int, query_keys,
                       where: str = "teachers.depth") -> tuple[np.ndarray, np.ndarray]:
     """``depth`` distinct uniform random documents per query (scores: constant 0).
@@ -216,13 +215,13 @@ def random_candidates(n_queries: int, n_docs: int, depth: int, *, seed: int, que
             u = hash_uniform((int(seed) & 0xFFFFFFFFFFFFFFFF) ^ 0x52414E4400000000, qk[s:e], np.broadcast_to(np.arange(n_docs), (e - s, n_docs)))
             ids[s:e] = np.argsort(u, axis=1, kind="stable")[:, :depth]
     else:
-        base = splitmix64(splitmix64(_seed_u64(seed) ^ np.uint64(0x52414E44)) ^ qk[:, None])  # "RAND"
+        base = splitmix64(splitmix64(seed_u64(seed) ^ np.uint64(0x52414E44)) ^ qk[:, None])  # "RAND"
         todo = np.arange(n_queries)
         m = depth + max(8, depth // 2)
         while todo.size:
             ctr = np.arange(m, dtype=np.uint64)[None, :]
             draws = (splitmix64(base[todo] ^ ctr) % np.uint64(n_docs)).astype(np.int64)
-            first = _first_occurrence(draws)
+            first = first_occurrence(draws)
             pos = np.cumsum(first, axis=1) - 1
             enough = first.sum(1) >= depth
             sel = first & (pos < depth) & enough[:, None]
@@ -241,159 +240,6 @@ def random_positive_scores(pos_ids) -> np.ndarray:
     return np.where(pos_ids >= 0, 1.0, np.nan).astype(np.float32)
 
 
-# --------------------------------------------------------------------------- ensembles
-def _pad_cols(a: np.ndarray, width: int) -> np.ndarray:
-    if a.ndim < 2 or a.shape[1] == width:
-        return a
-    if np.issubdtype(a.dtype, np.floating):
-        fill = np.nan
-    elif a.dtype == bool:
-        fill = False
-    elif np.issubdtype(a.dtype, np.signedinteger):
-        fill = -1
-    else:
-        fill = 0
-    out = np.full((a.shape[0], width) + a.shape[2:], fill, a.dtype)
-    out[:, :a.shape[1]] = a
-    return out
-
-
-def cross_sample(cands: Sequence[tuple], *, seed: int, query_keys) -> tuple:
-    """Per query, take the row of one teacher chosen uniformly at random (paper: cross-sample).
-
-    ``cands[t]`` is a tuple of arrays with Q rows for teacher t, e.g. ``(scores, ids)`` or
-    ``(scores, ids, pos_scores)`` (same arity for all teachers; narrower 2-D arrays are
-    padded with nan / -1). Returns the picked arrays, in the same order, followed by the
-    chosen teacher index per query (int64 (Q,)). Mining the picked rows equals mining each
-    teacher and then picking (pass the teacher's positive scores along).
-    """
-    if not cands:
-        raise ValueError("cross_sample: no teachers")
-    arity = len(cands[0])
-    if any(len(c) != arity for c in cands):
-        raise ValueError("cross_sample: every teacher must give the same number of arrays")
-    qk = np.asarray(query_keys, dtype=np.uint64)
-    q = qk.shape[0]
-    t = len(cands)
-    u = hash_uniform(seed, qk, np.full((q, 1), 0x43524F5353, np.int64))[:, 0]   # "CROSS"
-    choice = np.minimum((u * t).astype(np.int64), t - 1)
-    out = []
-    for j in range(arity):
-        arrs = [np.asarray(c[j]) for c in cands]
-        if any(a.shape[0] != q for a in arrs):
-            raise ValueError(f"cross_sample: array {j} does not have {q} rows for every teacher")
-        if arrs[0].ndim >= 2:
-            w = max(a.shape[1] for a in arrs)
-            arrs = [_pad_cols(a, w) for a in arrs]
-        stacked = np.stack(arrs, axis=0)
-        out.append(stacked[choice, np.arange(q)])
-    return (*out, choice)
-
-
-def pick_mined(mined_per_teacher: Sequence[MinedArrays], choice: np.ndarray) -> MinedArrays:
-    """Row i of the result is row i of ``mined_per_teacher[choice[i]]`` (source = teacher)."""
-    q = len(mined_per_teacher[0])
-    choice = np.asarray(choice, dtype=np.int64)
-    rows = np.arange(q)
-    fields = {}
-    for name in ("neg_ids", "neg_scores", "neg_ranks", "n_found", "n_eligible", "keep", "filled", "anchor"):
-        arrs = [getattr(m, name) for m in mined_per_teacher]
-        if arrs[0].ndim == 2:
-            w = max(a.shape[1] for a in arrs)
-            arrs = [_pad_cols(a, w) for a in arrs]
-        fields[name] = np.stack(arrs)[choice, rows]
-    width = fields["neg_ids"].shape[1]
-    fields["source"] = np.where(fields["neg_ids"] >= 0, choice[:, None], -1).astype(np.int16)
-    assert fields["source"].shape == (q, width)
-    return MinedArrays(**fields)
-
-
-def intra_sample(mined_per_teacher: Sequence[MinedArrays], n: int, dedupe: bool, *,
-                 per_teacher: int = 1) -> MinedArrays:
-    """Combine the mined negatives of several teachers (paper: intra-sample).
-
-    The pool of a query is the first ``per_teacher`` negatives of each teacher, taken
-    round-robin (every teacher's 1st, then every teacher's 2nd, ...); ``dedupe`` removes a
-    document already in the pool; the first ``n`` form the result. Paper: 4 teachers,
-    per_teacher=1, n=4, duplicates removed (fewer than 4 then) or kept.
-    Scores and ranks are each negative's own teacher's (``source`` says which);
-    ``anchor`` is the first teacher's; ``keep`` is False if any teacher dropped the query;
-    ``n_eligible`` is the size of the pool after deduplication.
-    """
-    if not mined_per_teacher:
-        raise ValueError("intra_sample: no teachers")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ConfigError(f"mining.intra_sample.n: must be an integer >= 1, got {n!r}")
-    if per_teacher < 1:
-        raise ConfigError(f"mining.intra_sample.per_teacher: must be >= 1, got {per_teacher!r}")
-    q = len(mined_per_teacher[0])
-    if any(len(m) != q for m in mined_per_teacher):
-        raise ValueError("intra_sample: teachers mined different numbers of queries")
-    cols = {k: [] for k in ("ids", "scores", "ranks", "filled", "source")}
-    for d in range(per_teacher):
-        for t, m in enumerate(mined_per_teacher):
-            if d < m.num_negatives:
-                valid_keep = m.keep
-                cols["ids"].append(np.where(valid_keep, m.neg_ids[:, d], -1))
-                cols["scores"].append(m.neg_scores[:, d])
-                cols["ranks"].append(m.neg_ranks[:, d])
-                cols["filled"].append(m.filled[:, d])
-                cols["source"].append(np.full(q, t, np.int16))
-    ids = np.stack(cols["ids"], 1)
-    use = _first_occurrence(ids) if dedupe else ids >= 0
-    slot = np.cumsum(use, axis=1) - 1
-    take = use & (slot < n)
-    r, c = np.nonzero(take)
-    s = slot[r, c]
-    out = MinedArrays(
-        neg_ids=np.full((q, n), -1, np.int64),
-        neg_scores=np.full((q, n), np.nan, np.float32),
-        neg_ranks=np.zeros((q, n), np.int32),
-        n_found=take.sum(1).astype(np.int32),
-        n_eligible=use.sum(1).astype(np.int32),
-        keep=np.logical_and.reduce([m.keep for m in mined_per_teacher]),
-        filled=np.zeros((q, n), bool),
-        anchor=mined_per_teacher[0].anchor.astype(np.float32).copy(),
-        source=np.full((q, n), -1, np.int16),
-    )
-    out.neg_ids[r, s] = ids[r, c]
-    out.neg_scores[r, s] = np.stack(cols["scores"], 1)[r, c]
-    out.neg_ranks[r, s] = np.stack(cols["ranks"], 1)[r, c]
-    out.filled[r, s] = np.stack(cols["filled"], 1)[r, c]
-    out.source[r, s] = np.stack(cols["source"], 1)[r, c]
-    return out
-
-
-# --------------------------------------------------------------------------- overlap
-def topk_jaccard(ids_a, ids_b, k: int) -> float:
-    """Mean over queries of |A ∩ B| / |A ∪ B| for the sets of the first k ids of each row
-    (-1 ignored; rows where both sets are empty are skipped; nan if all are)."""
-    a = np.asarray(ids_a, dtype=np.int64)[:, :k]
-    b = np.asarray(ids_b, dtype=np.int64)[:, :k]
-    if a.shape[0] != b.shape[0]:
-        raise ValueError(f"topk_jaccard: {a.shape[0]} rows vs {b.shape[0]} rows")
-    ua = _first_occurrence(a)
-    ub = _first_occurrence(b)
-    inter = (row_isin(a, b) & ua).sum(1)
-    union = ua.sum(1) + ub.sum(1) - inter
-    ok = union > 0
-    if not ok.any():
-        return float("nan")
-    return float((inter[ok] / union[ok]).mean())
-
-
-def jaccard_matrix(ids_by_name: dict[str, np.ndarray], k: int) -> dict[str, dict[str, float]]:
-    """Pairwise :func:`topk_jaccard` (JSON-ready nested dict, symmetric, 1 on the diagonal)."""
-    names = list(ids_by_name)
-    out: dict[str, dict[str, float]] = {a: {} for a in names}
-    for i, a in enumerate(names):
-        for b in names[i:]:
-            v = topk_jaccard(ids_by_name[a], ids_by_name[b], k)
-            out[a][b] = out[b][a] = v
-    return out
-
-
-# --------------------------------------------------------------------------- duplicates
 _WS = re.compile(r"\s+")
 
 
@@ -443,3 +289,65 @@ def exact_duplicate_exclusions(doc_texts: Sequence[str], pos_ids, query_texts: S
     if n:
         log.info("exact duplicates: %d ids excluded over %d queries", n, sum(1 for r in rows if r))
     return out
+
+
+# --------------------------------------------------------------------------- one call per teacher
+def rank_candidates(tc, q_ids: list[str], q_texts: list[str], doc_texts: list[str], pos: np.ndarray, *,
+                    seed: int, cache_dir=None, name: str = "teacher", depth_key: str | None = None,
+                    device: str = "auto", rescore_key: str | None = None):
+    """Rank ``tc.depth`` candidates per query with one teacher (dense, BM25 or random).
+
+    ``tc`` is a :class:`nvr.config.TeacherConfig`; ``pos`` int64 (Q, P) the labeled positives
+    (-1 padded) as corpus rows. Returns :class:`~nvr.mining.candidates.Candidates`. Dense
+    embeddings are cached under ``cache_dir`` (keyed by model, revision, prefixes, lengths,
+    dtype; see :func:`nvr.text.cache.encode_cached`).
+
+    With ``tc.rescore_model`` set, the teacher's candidates and the positives are then
+    scored by that cross-encoder (:func:`nvr.mining.rescoring.rescore_candidates`): the
+    candidates are re-ranked by the cross-encoder score and the positives' scores are the
+    cross-encoder's too. ``depth_key`` / ``rescore_key`` name the settings in errors.
+    """
+    from pathlib import Path
+
+    from .candidates import Candidates
+    from .hashing import query_keys
+
+    depth_key = depth_key or f"teachers.{name}.depth"
+    if tc.depth > len(doc_texts):
+        raise ConfigError(f"{depth_key}: {tc.depth} is larger than the corpus ({len(doc_texts)} documents)")
+    log.info("teacher[%s]: %d queries, %d documents, depth %d", name, len(q_texts), len(doc_texts), tc.depth)
+    if tc.kind == "dense":
+        from ..text.cache import encode_cached
+        from ..text.encoder import Encoder
+
+        enc = Encoder(tc.encoder(device))
+        cache_dir = Path(cache_dir)
+        c_emb = encode_cached(enc, doc_texts, "passage", cache_dir / "corpus.npy")
+        q_emb = encode_cached(enc, q_texts, "query", cache_dir / "queries.npy")
+        scores, ids = dense_candidates(q_emb, c_emb, tc.depth, where=depth_key)
+        pos_scores = positive_scores(q_emb, c_emb, pos)
+        del enc  # free the teacher before a cross-encoder loads
+    elif tc.kind == "bm25":
+        bm25 = BM25Teacher(doc_texts)
+        scores, ids = bm25.candidates(q_texts, tc.depth, where=depth_key)
+        pos_scores = bm25.positive_scores(q_texts, pos)
+    else:
+        scores, ids = random_candidates(len(q_texts), len(doc_texts), tc.depth, seed=seed,
+                                        query_keys=query_keys(q_ids), where=depth_key)
+        pos_scores = random_positive_scores(pos)
+    if tc.rescore_model:
+        from .rescoring import CrossEncoderScorer, rescore_candidates
+
+        key = rescore_key or f"teachers.{name}.rescore_model"
+        log.info("teacher[%s]: rescoring %d candidates per query with cross-encoder %s", name, tc.depth,
+                 tc.rescore_model)
+        scorer = CrossEncoderScorer(tc.rescore_model, max_length=tc.rescore_max_length,
+                                    batch_size=tc.rescore_batch_size, trust_remote_code=tc.trust_remote_code,
+                                    device=device, key=key)
+        scores, ids, pos_scores = rescore_candidates(scorer, q_texts, doc_texts, ids, pos,
+                                                     batch_size=tc.rescore_batch_size)
+        del scorer
+    excl = exact_duplicate_exclusions(doc_texts, pos, q_texts)
+    return Candidates(query_ids=np.array(q_ids), cand_ids=ids.astype(np.int64),
+                      cand_scores=scores.astype(np.float32), pos_ids=pos.astype(np.int64),
+                      pos_scores=np.asarray(pos_scores, dtype=np.float32), exclude_ids=excl.astype(np.int64))

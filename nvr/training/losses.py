@@ -16,8 +16,12 @@ as negatives (no query-query term)::
     logits_i = [q_i.p_1 .. q_i.p_B, q_i.negs_1,1 .. q_i.negs_B,n] / tau   target i
 
 Both forms are the same for the query's own columns; padded negatives (``negs_mask``
-False) get ``-inf`` in every row that sees them. The loss is the mean cross-entropy over
-rows, computed in float32.
+False) get ``-inf`` in every row that sees them. ``exclude`` (B, columns) marks further
+columns to drop from a row: the known false negatives, i.e. passages that are labeled
+positives of that row's query (another query's positive in the batch, a duplicate of the
+row's own positive). The row's own positive column is never excluded. ``row_mask`` (B,)
+False drops a row from the loss (a second copy of an example in one batch). The loss is the
+mean cross-entropy over the kept rows, computed in float32.
 """
 
 from __future__ import annotations
@@ -27,11 +31,15 @@ import torch.nn.functional as F
 
 
 def info_nce(q: torch.Tensor, p: torch.Tensor, negs: torch.Tensor | None = None, *, temperature: float,
-             in_batch: bool, negs_mask: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
+             in_batch: bool, negs_mask: torch.Tensor | None = None, reduction: str = "mean",
+             exclude: torch.Tensor | None = None, row_mask: torch.Tensor | None = None) -> torch.Tensor:
     """InfoNCE loss; see the module docstring for the exact set of negatives.
 
     q, p: (B, d); negs: (B, n, d) or None (n = 0); negs_mask: (B, n) bool, True = real negative.
-    ``reduction``: ``mean`` (scalar) or ``none`` (per-row losses, shape (B,)).
+    exclude: (B, C) bool over the logit columns (``B + B*n`` in-batch, ``1 + n`` otherwise),
+    True = not a negative of this row. row_mask: (B,) bool, False = row left out of the loss.
+    ``reduction``: ``mean`` (scalar, over kept rows) or ``none`` (per-row losses, shape (B,);
+    dropped rows are 0).
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -66,4 +74,19 @@ def info_nce(q: torch.Tensor, p: torch.Tensor, negs: torch.Tensor | None = None,
             cols.append(sn)
         target = torch.zeros(B, dtype=torch.long, device=q.device)
     logits = torch.cat(cols, dim=1) / temperature
-    return F.cross_entropy(logits, target, reduction=reduction)
+    if exclude is not None:
+        exclude = exclude.to(logits.device).bool()
+        if exclude.shape != logits.shape:
+            raise ValueError(f"exclude shape {tuple(exclude.shape)} != logits {tuple(logits.shape)}")
+        own = torch.zeros_like(exclude)
+        own[torch.arange(B, device=q.device), target] = True
+        logits = logits.masked_fill(exclude & ~own, float("-inf"))
+    losses = F.cross_entropy(logits, target, reduction="none")
+    if row_mask is not None:
+        keep = row_mask.to(losses.device).bool()
+        losses = torch.where(keep, losses, torch.zeros_like(losses))
+        if reduction == "mean":
+            return losses.sum() / keep.sum().clamp(min=1)
+    if reduction == "mean":
+        return losses.mean()
+    return losses

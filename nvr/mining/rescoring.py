@@ -17,9 +17,9 @@ Score of a pair (:class:`CrossEncoderScorer`):
 * any other number of labels is a :class:`~nvr.errors.ConfigError`.
 
 Pairs are tokenized as ``tokenizer(query, passage)`` (truncation ``longest_first`` to
-``max_length`` tokens, special tokens added), sorted by token length inside blocks of
-:data:`SORT_BLOCK` pairs and batched, so little work goes into padding; the scores come
-back in the input order and do not depend on the batch size (up to float rounding).
+``max_length`` tokens, special tokens added) and batched by the shared length-sorted batcher
+(:mod:`nvr.text.batching`), so little work goes into padding; the scores come back in the
+input order and do not depend on the batch size (up to float rounding).
 """
 
 from __future__ import annotations
@@ -29,11 +29,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import ConfigError
-from .models import resolve_model
-from .runtime import log, torch_device, torch_dtype
-
-SORT_BLOCK = 32768  # pairs tokenized and length-sorted together (bounds token memory)
+from ..errors import ConfigError
+from ..models import resolve_model
+from ..runtime import log, torch_device, torch_dtype
+from ..text.batching import blocks, length_sorted_batches, pad
 
 
 class CrossEncoderScorer:
@@ -121,21 +120,10 @@ class CrossEncoderScorer:
         import torch
 
         tok = self.tokenizer
-        L = max(len(f["input_ids"]) for f in feats)
         left = getattr(tok, "padding_side", "right") == "left"
         fill = {"input_ids": tok.pad_token_id if tok.pad_token_id is not None else 0, "attention_mask": 0,
                 "token_type_ids": getattr(tok, "pad_token_type_id", 0) or 0}
-        out = {}
-        for k in feats[0]:
-            a = np.full((len(feats), L), fill[k], dtype=np.int64)
-            for r, f in enumerate(feats):
-                seq = f[k]
-                if left:
-                    a[r, L - len(seq):] = seq
-                else:
-                    a[r, :len(seq)] = seq
-            out[k] = torch.from_numpy(a).to(self.device)
-        return out
+        return {k: torch.from_numpy(pad([f[k] for f in feats], fill[k], left)).to(self.device) for k in feats[0]}
 
     def score(self, queries: Sequence[str], passages: Sequence[str], *, batch_size: int | None = None,
               progress: bool = True) -> np.ndarray:
@@ -158,16 +146,13 @@ class CrossEncoderScorer:
         self.model.eval()
         try:
             with torch.inference_mode():
-                for b0 in range(0, n, SORT_BLOCK):
-                    qs = [str(t) for t in queries[b0:b0 + SORT_BLOCK]]
-                    ps = [str(t) for t in passages[b0:b0 + SORT_BLOCK]]
+                for b0, b1 in blocks(n):
+                    qs = [str(t) for t in queries[b0:b1]]
+                    ps = [str(t) for t in passages[b0:b1]]
                     enc = self.tokenizer(qs, ps, truncation=True, max_length=self.max_length, padding=False,
                                          return_attention_mask=True)
                     names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-                    lengths = np.fromiter((len(s) for s in enc["input_ids"]), dtype=np.int64, count=len(qs))
-                    order = np.argsort(-lengths, kind="stable")  # longest first: OOM shows early
-                    for s0 in range(0, len(order), bs):
-                        idx = order[s0:s0 + bs]
+                    for idx in length_sorted_batches([len(x) for x in enc["input_ids"]], bs):
                         batch = self._pad([{k: enc[k][j] for k in names} for j in idx])
                         logits = self.model(**batch).logits
                         out[b0 + idx] = self._to_scores(logits).cpu().numpy()

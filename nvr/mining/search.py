@@ -30,8 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .errors import ConfigError, DataError
-from .runtime import faiss_gpus, log
+from ..errors import ConfigError, DataError
+from ..runtime import faiss_gpus, log
 
 GPU_MAX_K = 2048  # faiss GPU k-selection limit (GPU_MAX_SELECTION_K)
 _RESCORE_ROWS = 64  # rows re-scored per block

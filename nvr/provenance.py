@@ -1,0 +1,57 @@
+"""The "how to reproduce" box at the top of every report: profile, params hash, git, machine."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10).stdout.strip()
+    except Exception:
+        return ""
+
+
+#: what decides the numbers: code, notebooks, parameters, pipeline (not the outputs a run writes)
+INPUTS = ("nvr", "notebooks", "scripts", "params.yaml", "profiles", "dvc.yaml", "pyproject.toml")
+
+
+def code_state() -> tuple[str, str]:
+    """(short revision of HEAD, "" or a note naming the inputs that differ from it)."""
+    rev = _git("rev-parse", "--short", "HEAD") or "unknown"
+    changed = _git("status", "--porcelain", "--untracked-files=no", "--", *INPUTS)
+    if not changed:
+        return rev, ""
+    files = sorted({line[3:].strip() for line in changed.splitlines() if line.strip()})
+    shown = ", ".join(files[:4]) + (f" and {len(files) - 4} more" if len(files) > 4 else "")
+    return rev, f" plus uncommitted changes to {shown}"
+
+
+def reproduce_box(study, stage: str = "") -> str:
+    """Markdown: how to rerun this stage, and what this run was (params, git, dvc.lock, machine).
+    The git line names the revision of the code and whether code or parameters differed from it;
+    the outputs the run itself rewrites (metrics, reports, dvc.lock) do not count."""
+    params = json.dumps(study.raw, sort_keys=True).encode()
+    rev, dirty = code_state()
+    lock = Path("dvc.lock")
+    lock_hash = hashlib.sha256(lock.read_bytes()).hexdigest()[:12] if lock.is_file() else "none yet"
+    try:
+        import torch
+
+        dev = f"torch {torch.__version__}, " + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU")
+    except ImportError:
+        dev = "no torch"
+    return (
+        f"> **How to reproduce** — `make study` (installs, then `dvc repro`), or `dvc repro {stage.split('/')[0]}`"
+        f" for this stage alone.  \n"
+        f"> profile **{study.profile}**, params sha256 `{hashlib.sha256(params).hexdigest()[:12]}`, seed {study.seed};"
+        f" git `{rev}`{dirty}; dvc.lock `{lock_hash}`.  \n"
+        f"> machine: {platform.machine()}, {os.cpu_count()} CPUs, {dev}, python {platform.python_version()};"
+        f" run at {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC."
+    )

@@ -1,0 +1,116 @@
+"""``reports/index.html``: one front page for every profile with committed results.
+
+After a profile's ``dvc repro``, :func:`archive_run` copies its study report (HTML with the
+figures inside, the executed notebook, the PNGs), its metrics and its per-stage renders to
+``reports/<profile>/`` with a ``run.json`` (profile, git revision, machine, wall time), so the
+results of several profiles live side by side. :func:`write_index` links them all.
+Run both with ``python -m nvr.report.index archive --wall-seconds S`` and ``... index``
+(``scripts/run_profile.sh`` does it for you).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import html
+import json
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+from ..io import atomic_dir, atomic_write, write_json
+from ..provenance import code_state
+
+STAGE_DIRS = ("01_prepare_data", "02_teacher_embed", "03_mine", "04_finetune", "05_evaluate")
+
+
+def archive_run(root: Path, profile: str, wall_seconds: float | None) -> Path:
+    """Copy the finished run under ``root`` to ``reports/<profile>/`` (replacing an older copy)."""
+    root = Path(root)
+    rep = root / "reports"
+    if not (rep / "study.html").is_file():
+        raise FileNotFoundError(f"{rep / 'study.html'}: run the study first (dvc repro)")
+    rev, dirty = code_state()
+    dest = rep / profile
+    with atomic_dir(dest) as tmp:
+        shutil.copy2(rep / "study.html", tmp / "study.html")
+        shutil.copy2(rep / "study.ipynb", tmp / "study.ipynb")
+        if (rep / "figures").is_dir():
+            shutil.copytree(rep / "figures", tmp / "figures")
+        if (root / "metrics").is_dir():
+            shutil.copytree(root / "metrics", tmp / "metrics")
+        for d in STAGE_DIRS:
+            for f in sorted(rep.glob(f"{d}*.html")) + sorted((rep / d).glob("*.html")):
+                rel = f.relative_to(rep)
+                (tmp / "stages" / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(f, tmp / "stages" / rel)
+        write_json(tmp / "run.json", {
+            "profile": profile, "git": rev + dirty,
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+            "wall_seconds": wall_seconds,
+            "finished": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        })
+    return dest
+
+
+def write_index(root: Path) -> Path:
+    """Write ``reports/index.html``: every archived profile, its study report and stage renders."""
+    rep = Path(root) / "reports"
+    runs = []
+    for run in sorted(rep.glob("*/run.json")):
+        info = json.loads(run.read_text())
+        info["dir"] = run.parent.name
+        info["stages"] = sorted(p.relative_to(rep).as_posix() for p in (run.parent / "stages").rglob("*.html"))
+        runs.append(info)
+    order = {"default": 0, "ablation": 1, "scifact": 2}
+    runs.sort(key=lambda r: (order.get(r["profile"], 9), r["profile"]))
+    e = html.escape
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>nvr: study reports</title>",
+             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.45}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}"
+             "details{margin:.3em 0}</style></head><body>",
+             "<h1>nvr: positive-aware hard-negative mining, study reports</h1>",
+             "<p>One report per profile with committed results. Each report sets our numbers beside the "
+             "NV-Retriever paper's, with 95% bootstrap intervals; the per-stage renders show each step.</p>"]
+    if not runs:
+        parts.append("<p>No archived runs yet: run <code>scripts/run_profile.sh</code>.</p>")
+    else:
+        parts.append("<table><tr><th>profile</th><th>report</th><th>git</th><th>machine</th><th>wall time</th>"
+                     "<th>finished</th></tr>")
+        for r in runs:
+            wall = f"{r['wall_seconds'] / 60:.1f} min" if r.get("wall_seconds") else "—"
+            parts.append(f"<tr><td>{e(r['profile'])}</td><td><a href='{e(r['dir'])}/study.html'>study report</a></td>"
+                         f"<td>{e(r['git'])}</td><td>{e(r['machine'])}</td><td>{wall}</td><td>{e(r['finished'])}</td></tr>")
+        parts.append("</table>")
+        for r in runs:
+            links = "".join(f"<li><a href='{e(s)}'>{e(s.split('/stages/', 1)[-1])}</a></li>" for s in r["stages"])
+            parts.append(f"<details><summary>{e(r['profile'])}: {len(r['stages'])} stage renders</summary>"
+                         f"<ul>{links}</ul></details>")
+    parts.append("</body></html>")
+    path = rep / "index.html"
+    with atomic_write(path) as fh:
+        fh.write("\n".join(parts) + "\n")
+    return path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m nvr.report.index")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("archive", help="copy this run's report and metrics to reports/<profile>/")
+    a.add_argument("--wall-seconds", type=float, default=None)
+    a.add_argument("--params", default="params.yaml")
+    sub.add_parser("index", help="write reports/index.html")
+    args = ap.parse_args(argv)
+    if args.cmd == "archive":
+        from ..config import load
+
+        study = load(args.params, check_paths=False)
+        print(archive_run(Path.cwd(), study.profile, args.wall_seconds))
+    write_index(Path.cwd())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

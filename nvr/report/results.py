@@ -1,0 +1,102 @@
+"""Every finished result of a run, gathered once: what the tables and figures read.
+
+Nothing here recomputes a result; missing artifacts are simply absent.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..mining.methods import describe, paper_method
+from ..paths import Layout
+
+
+def _read(path: Path):
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+@dataclass
+class Results:
+    """A run's results. ``metrics[name]`` is ``metrics/<name>.json``; ``mining[method]`` the
+    method's ``.stats.json``; ``teachers[t]`` the teacher's summary and teacher-ablation stats;
+    ``scores[method]`` the (positive, negative) score samples; ``curves[name]`` a loss curve;
+    ``cand_ids[t]`` a teacher's candidate ids; ``ensembles[kind]`` an ensemble's stats."""
+
+    study: object
+    root: Path
+    methods: list[str]
+    metrics: dict = field(default_factory=dict)
+    mining: dict = field(default_factory=dict)
+    teachers: dict = field(default_factory=dict)
+    scores: dict = field(default_factory=dict)
+    curves: dict = field(default_factory=dict)
+    cand_ids: dict = field(default_factory=dict)
+    ensembles: dict = field(default_factory=dict)
+    per_query: dict = field(default_factory=dict)   # name -> {seed: {query: NDCG@10}}
+    _diffs: dict = field(default_factory=dict, repr=False)
+
+    def difference(self, name: str, other: str | None = None):
+        """Paired bootstrap of ``name`` minus ``other`` (default: the naive baseline), or None."""
+        other = other or self.baseline
+        if name not in self.per_query or other not in self.per_query or name == other:
+            return None
+        key = (name, other)
+        if key not in self._diffs:
+            from .statistics import paired_difference
+
+            self._diffs[key] = paired_difference(self.per_query[name], self.per_query[other])
+        return self._diffs[key]
+
+    def label(self, name: str) -> str:
+        """A method's label from its settings; other model names as they are."""
+        if name in self.methods:
+            return describe(self.study.mining_config(name))
+        return name
+
+    def paper_key(self, method: str) -> str | None:
+        """The paper's method this study's method reproduces (by settings), else None."""
+        return paper_method(self.study.mining_config(method)) if method in self.methods else None
+
+    def ndcg(self, name: str | None):
+        m = self.metrics.get(name) if name else None
+        return None if m is None else m.get("ndcg_at_10")
+
+    @property
+    def reference(self) -> str:
+        """The positive-aware method the study is about (``mining.reference``)."""
+        return self.study.reference_method
+
+    @property
+    def baseline(self) -> str | None:
+        """The study's naive top-k method (by settings), the baseline every gain is measured from."""
+        return next((m for m in self.methods if self.paper_key(m) == "naive"), None)
+
+
+def collect(root, study) -> Results:
+    """Gather every finished result of the run under ``root``."""
+    lay = Layout.at(root)
+    R = Results(study=study, root=lay.root, methods=study.method_names())
+    for p in sorted(lay.metrics_dir.glob("*.json")):
+        R.metrics[p.stem] = _read(p)
+    for p in sorted((lay.metrics_dir / "per_query").glob("*.json")):
+        R.per_query[p.stem] = (_read(p) or {}).get("seeds") or {}
+    for m in R.methods:
+        R.mining[m] = _read(lay.mined_dir / f"{m}.stats.json")
+        z = lay.mined_dir / f"{m}.scores.npz"
+        if z.is_file():
+            with np.load(z) as d:
+                R.scores[m] = (d["positive"], d["negative"])
+        R.curves[m] = _read(lay.loss_curve(m))
+    R.curves["stage2"] = _read(lay.loss_curve("stage2"))
+    for t in study.teacher_ablation:
+        R.teachers[t] = {"summary": _read(lay.teacher_dir(t) / "summary.json"),
+                         "mined": _read(lay.teacher_mined_dir / f"{t}.stats.json")}
+        if lay.candidates(t).is_file():
+            with np.load(lay.candidates(t)) as z:
+                R.cand_ids[t] = z["cand_ids"]
+    R.ensembles = {p.name[: -len(".stats.json")]: _read(p) for p in sorted(lay.ensembles_dir.glob("*.stats.json"))}
+    return R

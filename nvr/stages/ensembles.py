@@ -1,0 +1,58 @@
+"""Stage ``ensembles``: teacher ensembles of the paper's Table 2."""
+
+from __future__ import annotations
+
+from ..config import Study
+from ..errors import ConfigError, DataError
+from ..paths import Layout
+from ..runtime import log, setup_logging
+from .context import StudyData
+from .embed import load_candidates
+from .mine import write_mined_outputs
+
+
+def mine_ensembles(study: Study, root=None, *, method: str | None = None) -> dict:
+    """Teacher ensembles from the teachers of ``teacher_ablation`` (random teachers left out).
+
+    Every teacher mines with ``method`` (default: ``mining.reference``); then *cross-sample*
+    takes one random teacher per query, *intra-sample* takes the top-1 negative of each teacher
+    in turn, with duplicates removed or kept. Writes ``artifacts/ensembles/<kind>.jsonl`` with
+    ``.stats.json`` (false-negative rate on data with hidden labels).
+    """
+    from ..mining import mine, mining_stats, query_keys
+    from ..mining.ensembles import cross_sample, intra_sample, pick_mined
+
+    setup_logging()
+    lay = Layout.at(root)
+    method = method or study.reference_method
+    names = [t for t in study.teacher_ablation if study.teacher_config(t).kind != "random"]
+    if len(names) < 2:
+        raise ConfigError(f"teacher_ablation: ensembles need at least two non-random teachers, got {names}")
+    cfg = study.mining_config(method)
+    cands = {t: load_candidates(lay.root, t) for t in names}
+    first = cands[names[0]]
+    q_ids = first.ids()
+    for t in names[1:]:
+        if cands[t].ids() != q_ids:
+            raise DataError(f"{lay.candidates(t)}: queries differ from teacher '{names[0]}'")
+    keys = query_keys(q_ids)
+    mined = [mine(c.cand_ids, c.cand_scores, c.pos_ids, c.pos_scores, cfg, query_keys=keys,
+                  exclude_ids=c.exclude_ids, progress=False) for c in cands.values()]
+    *_, choice = cross_sample([(m.n_found[:, None],) for m in mined], seed=cfg.seed, query_keys=keys)
+    n = cfg.num_negatives
+    kinds = {
+        "cross_sample": pick_mined(mined, choice),
+        "intra_sample_dedup": intra_sample(mined, n, dedupe=True, per_teacher=n),
+        "intra_sample_kept": intra_sample(mined, n, dedupe=False, per_teacher=n),
+    }
+    data = StudyData.load(lay)
+    hidden = data.hidden(q_ids)
+    result = {}
+    for kind, m in kinds.items():
+        stats = mining_stats(m, first.pos_scores, hidden_pos_ids=hidden)
+        stats.update(kind=kind, teachers=names, method=method)
+        write_mined_outputs(lay.ensembles_dir / f"{kind}.jsonl", m, first, data, stats, scores=False,
+                            teachers=names)
+        result[kind] = stats
+        log.info("ensemble[%s]: false-negative rate %s", kind, stats.get("false_negative_rate"))
+    return result

@@ -1,0 +1,69 @@
+"""Stages ``mine@<method>`` (the method ablation) and ``mine_teacher@<teacher>`` (the teacher ablation)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..config import Study
+from ..io import atomic_write, write_json
+from ..paths import Layout, stem
+from ..runtime import log, setup_logging
+from .context import StudyData, jsonable
+from .embed import load_candidates
+
+
+def write_mined_outputs(path: Path, mined, cands, data: StudyData, stats: dict, *, scores: bool = True,
+                        teachers=None) -> int:
+    """Write a mined-negatives file with its ``.stats.json`` and (``scores``) ``.scores.npz`` (Fig. 4 samples)."""
+    from ..mining import score_distributions, to_rows, write_mined
+
+    q_ids = cands.ids()
+    queries, positives = data.pair_fields(q_ids)
+    rows = to_rows(mined, q_ids, queries, positives, cands.pos_scores, data.doc_ids, teachers=teachers)
+    write_mined(path, rows)
+    if scores:
+        dist = score_distributions(mined, cands.pos_scores)
+        with atomic_write(Path(f"{stem(path)}.scores.npz"), "wb", encoding=None) as fh:
+            np.savez(fh, **{k: np.asarray(v, dtype=np.float32) for k, v in dist.items()})
+    write_json(Path(f"{stem(path)}.stats.json"), jsonable(stats))
+    return len(rows)
+
+
+def mine_method(study: Study, method: str, root=None, *, teacher: str | None = None, seed: int | None = None,
+                out: Path | None = None) -> dict:
+    """Mine hard negatives with ``method`` from ``teacher``'s candidates (default: the study's teacher).
+
+    Writes ``out`` (default ``artifacts/mined/<method>.jsonl``, the mined-negatives format) with its
+    ``.stats.json`` (counts, score summaries, the exact false-negative rate on data with hidden
+    labels) and ``.scores.npz`` (positive and negative score samples, paper Fig. 4).
+    """
+    from ..mining import mine, mining_stats, query_keys
+
+    setup_logging()
+    lay = Layout.at(root)
+    teacher = teacher or study.teacher
+    cfg = study.mining_config(method, seed=seed)
+    cands = load_candidates(lay.root, teacher)
+    data = StudyData.load(lay)
+    q_ids = cands.ids()
+    t0 = time.time()
+    mined = mine(cands.cand_ids, cands.cand_scores, cands.pos_ids, cands.pos_scores, cfg,
+                 query_keys=query_keys(q_ids), exclude_ids=cands.exclude_ids)
+    stats = mining_stats(mined, cands.pos_scores, hidden_pos_ids=data.hidden(q_ids))
+    stats.update(method=method, teacher=teacher, seed=cfg.seed, seconds=round(time.time() - t0, 3),
+                 config=dict(vars(cfg)))
+    path = Path(out) if out is not None else lay.mined(method)
+    n = write_mined_outputs(path, mined, cands, data, stats)
+    log.info("mine[%s/%s]: %d rows, %s", teacher, method, n,
+             {k: stats[k] for k in ("queries_full", "queries_short", "false_negative_rate") if k in stats})
+    return stats
+
+
+def mine_teacher(study: Study, teacher: str, root=None) -> dict:
+    """The teacher ablation (paper Table 1): the reference method (``mining.reference``) from
+    ``teacher``'s candidates, written to ``artifacts/teacher_mined/<teacher>.jsonl``."""
+    lay = Layout.at(root)
+    return mine_method(study, study.reference_method, lay.root, teacher=teacher, out=lay.teacher_mined(teacher))

@@ -42,7 +42,7 @@ def main(argv=None) -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from nvr.encode import Encoder, EncoderConfig
+    from nvr.text import Encoder, EncoderConfig
     from nvr.models import resolve_model
     from nvr.runtime import torch_device
 

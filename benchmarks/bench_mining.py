@@ -105,23 +105,23 @@ def _child(args) -> None:
     if spec["tool"] == "nvr":
         import transformers  # noqa: F401  (imports before the memory baseline)
 
-        import nvr.encode  # noqa: F401
-        import nvr.search  # noqa: F401
-        import nvr.teachers  # noqa: F401
+        import nvr.mining.search  # noqa: F401
+        import nvr.text  # noqa: F401
         from nvr import mining as M
         from nvr.config import TeacherConfig, build
-        from nvr.pipeline import _pad, rank_candidates
+        from nvr.mining.teachers import rank_candidates
+        from nvr.stages.context import id_matrix
 
         cache = tempfile.mkdtemp(prefix="nvr_bench_cache_")
         sampler = PeakAnon()
         t0 = time.perf_counter()
         tc = build(TeacherConfig, {"kind": "dense", "model": spec["model"], "max_query_length": L,
                                    "max_passage_length": L, "batch_size": bs, "depth": depth + 1}, "bench")
-        cands = rank_candidates(tc, q_ids, q_texts, doc_texts, _pad([[p] for p in pos]), seed=0,
+        cands = rank_candidates(tc, q_ids, q_texts, doc_texts, id_matrix([[p] for p in pos]), seed=0,
                                 cache_dir=Path(cache), name="bench")
         cfg = M.preset(preset, num_negatives=n, **overrides)
-        mined = M.mine(cands["cand_ids"], cands["cand_scores"], cands["pos_ids"], cands["pos_scores"], cfg,
-                       query_keys=M.query_keys(q_ids), exclude_ids=cands["exclude_ids"], progress=False)
+        mined = M.mine(cands.cand_ids, cands.cand_scores, cands.pos_ids, cands.pos_scores, cfg,
+                       query_keys=M.query_keys(q_ids), exclude_ids=cands.exclude_ids, progress=False)
         wall = time.perf_counter() - t0
         anon = sampler.stop()
         import shutil
@@ -130,7 +130,7 @@ def _child(args) -> None:
         neg = [[doc_texts[i] for i in row if i >= 0] for row in mined.neg_ids.tolist()]
         neg_s = [[s for s, i in zip(rs, ri) if i >= 0] for rs, ri in zip(mined.neg_scores.tolist(),
                                                                            mined.neg_ids.tolist())]
-        pos_s = cands["pos_scores"][:, 0].tolist()
+        pos_s = cands.pos_scores[:, 0].tolist()
     else:
         import datasets  # noqa: F401
         from sentence_transformers import SentenceTransformer

@@ -1,4 +1,4 @@
-"""Benchmark nvr.search.exact_topk against the machine's sgemm peak.
+"""Benchmark nvr.mining.search.exact_topk against the machine's sgemm peak.
 
 Synthetic normalized float32 corpora (memory-mapped from a temporary .npy, as the
 embed stage writes them), Q queries, top-k by inner product. Each search runs in
@@ -88,7 +88,7 @@ def child(args) -> None:
     sampler = PeakAnon()
     t0 = time.perf_counter()
     if args.variant == "nvr":
-        from nvr.search import exact_topk
+        from nvr.mining.search import exact_topk
 
         s, i = exact_topk(xq, corpus, args.k, query_chunk=args.query_chunk,
                           corpus_chunk=args.corpus_chunk, use_gpu=args.use_gpu, progress=False)
@@ -137,7 +137,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     import inspect
 
-    from nvr.search import exact_topk
+    from nvr.mining.search import exact_topk
 
     sig = inspect.signature(exact_topk).parameters
     args.query_chunk = args.query_chunk or sig["query_chunk"].default

@@ -77,10 +77,11 @@ def _worker(spec: dict) -> dict:
     triples = wiki_triples(n_ex, spec["negatives"])
     tau = spec["temperature"]
     if spec["framework"] == "nvr":
-        from nvr import train as T
+        from nvr import training as T
+        from nvr.config import StageConfig
 
         sampler = PeakAnon()
-        cfg = T.StageConfig(num_negatives=spec["negatives"], in_batch_negatives=True, batch_size=spec["batch"],
+        cfg = StageConfig(num_negatives=spec["negatives"], in_batch_negatives=True, batch_size=spec["batch"],
                             max_steps=spec["steps"], warmup_steps=0, learning_rate=1e-5, temperature=tau,
                             max_query_length=spec["qlen"], max_passage_length=spec["plen"],
                             grad_cache_chunk=spec.get("chunk"), schedule="constant")

@@ -79,16 +79,9 @@ def atomic_write(path: PathLike, mode: str = "w", encoding: str | None = "utf-8"
 
     On an exception the temporary file is removed and ``path`` is untouched.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale(path)
-    tmp = temp_path(path)
+    with staged_file(path, mode, encoding) as (fh, tmp):
+        yield fh
     try:
-        kwargs = {} if "b" in mode else {"encoding": encoding}
-        with open(tmp, mode, **kwargs) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -8,9 +8,27 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
 import sys
 import time
 from pathlib import Path
+
+
+class _UsageError(Exception):
+    """A bad command line (unknown flag, a value of the wrong type); main() prints it and returns 2."""
+
+    def __init__(self, prog: str, message: str):
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line raises instead of printing the usage and exiting."""
+
+    def error(self, message):
+        raise _UsageError(self.prog, message)
+
 
 MINING_FIELDS = ["num_negatives", "shift", "window", "max_score", "min_score", "margin", "perc", "anchor",
                  "selection", "temperature", "shortfall", "seed"]
@@ -98,26 +116,149 @@ Methods are presets (see `nvr presets`) refined by the options below, e.g.
 
 def _load_inputs(args):
     from . import data as D
-    from .errors import ConfigError
+    from .errors import ConfigError, DataError
 
-    if bool(args.beir) == bool(args.pairs):
-        raise ConfigError("give exactly one of --beir FOLDER or --pairs FILE (with --corpus)")
     if args.beir:
         ds = D.load_beir(args.beir, splits=[args.split])
         corpus = ds.corpus
         pairs = D.pairs_from_qrels(ds, args.split)
+        if not pairs:
+            raise DataError(f"{Path(args.beir) / 'qrels' / (args.split + '.tsv')}: no query of split "
+                            f"'{args.split}' has a positive (score > 0); nothing to mine")
     else:
-        corpus_path = args.corpus
-        if corpus_path is None:
-            raise ConfigError("--pairs needs --corpus corpus.jsonl")
-        corpus = D.read_corpus(corpus_path)
+        corpus = D.read_corpus(args.corpus)
         pairs = D.read_train_pairs(args.pairs, corpus_ids=corpus)
-    if args.max_queries:
+        if not pairs:
+            raise DataError(f"{args.pairs}: no training pairs (--pairs file is empty)")
+    if args.max_queries is not None:
         pairs = pairs[: args.max_queries]
     if not pairs:
         raise ConfigError("no queries to mine (empty split or pairs file)")
     hidden = D.read_hidden_positives(args.hidden, corpus_ids=corpus) if args.hidden else None
     return corpus, pairs, hidden
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _mining_config(args):
+    """The method: ``--method``'s preset with the flags' overrides; errors name the flag."""
+    import dataclasses
+
+    from . import mining as M
+    from .errors import ConfigError
+
+    if args.method not in M.PRESETS:
+        close = difflib.get_close_matches(args.method, list(M.PRESETS), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"--method: unknown preset '{args.method}'{hint}; valid: {', '.join(M.PRESETS)} "
+                          f"(see `nvr presets`)")
+    overrides = {f: getattr(args, f) for f in MINING_FIELDS if getattr(args, f) is not None}
+    cfg = dataclasses.replace(M.PRESETS[args.method], **overrides)
+    where = "<nvr-mine>"
+    try:
+        cfg.validate(where)
+    except ConfigError as exc:
+        msg = str(exc)
+        if not msg.startswith(where + "."):
+            raise
+        field, _, rest = msg[len(where) + 1:].partition(":")
+        name = _flag(field) if field in overrides else f"--method {args.method} ({field})"
+        raise ConfigError(f"{name}:{rest}") from None
+    return cfg, overrides
+
+
+def _check_values(args, cfg, overrides) -> None:
+    """Flag values that need no data: counts >= 1, and a window that can give --num-negatives."""
+    from .errors import ConfigError
+
+    if args.max_queries is not None and args.max_queries < 1:
+        raise ConfigError(f"--max-queries: must be >= 1, got {args.max_queries} (leave it out to mine every query)")
+    for opt in ("depth", "batch_size", "max_query_length", "max_passage_length", "rescore_batch_size",
+                "rescore_max_length"):
+        if getattr(args, opt) < 1:
+            raise ConfigError(f"{_flag(opt)}: must be >= 1, got {getattr(args, opt)}")
+
+    from .mining import MiningConfig
+
+    def src(field):  # a value the preset set (not a flag, not the default) is named as the preset's
+        from_preset = field not in overrides and getattr(cfg, field) != getattr(MiningConfig(), field)
+        return f" (from --method {args.method})" if from_preset else ""
+
+    if cfg.shift >= args.depth:
+        raise ConfigError(f"--shift: {cfg.shift}{src('shift')} must be < --depth {args.depth} "
+                          f"(no candidate would be left after the shift)")
+    room = args.depth - cfg.shift
+    if cfg.window is not None and cfg.window < room:
+        cap, how = cfg.window, (f"min(--window {cfg.window}{src('window')}, --depth {args.depth} - --shift "
+                                f"{cfg.shift}{src('shift')})")
+    else:
+        cap, how = room, f"--depth {args.depth} - --shift {cfg.shift}{src('shift')}"
+    if cfg.num_negatives > cap:
+        raise ConfigError(f"--num-negatives: {cfg.num_negatives}{src('num_negatives')} is more than the "
+                          f"window can give: {how} = {cap}")
+
+
+def _input_files(args) -> dict[Path, str]:
+    """Every file the run reads (resolved) -> how the message names it."""
+    files: dict[Path, str] = {}
+    if args.beir:
+        folder = Path(args.beir)
+        for name in ("corpus.jsonl", "queries.jsonl"):
+            files[(folder / name).resolve()] = f"--beir {folder}'s {name}"
+        qdir = folder / "qrels"
+        qrels = sorted(qdir.iterdir()) if qdir.is_dir() else []
+        for q in [qdir / f"{args.split}.tsv", *qrels]:
+            files.setdefault(q.resolve(), f"--beir {folder}'s qrels/{q.name}")
+    for opt in ("pairs", "corpus", "hidden"):
+        if getattr(args, opt) is not None:
+            files.setdefault(Path(getattr(args, opt)).resolve(), f"--{opt}")
+    return files
+
+
+def _check_output(path: Path, flag: str, inputs: dict[Path, str]) -> None:
+    from .errors import ConfigError
+
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path}: is a folder; give a file name")
+    if path.resolve() in inputs:
+        raise ConfigError(f"{flag} {path}: is an input of this run ({inputs[path.resolve()]}); "
+                          f"writing it would destroy the input")
+    folder = path.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ConfigError(f"{flag} {path}: cannot create its folder: {folder} is a file")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: folder {folder} is not writable")
+
+
+def _check_paths(args, dense: bool) -> tuple[Path, Path, Path]:
+    """Output paths (--out, --stats, the embedding cache) checked before anything is read or written."""
+    from .errors import ConfigError
+
+    if bool(args.beir) == bool(args.pairs):
+        raise ConfigError("give exactly one of --beir FOLDER or --pairs FILE (with --corpus)")
+    if args.pairs and args.corpus is None:
+        raise ConfigError("--pairs needs --corpus corpus.jsonl")
+    inputs = _input_files(args)
+    out = Path(args.out)
+    stats = Path(args.stats) if args.stats is not None else out.with_name(out.name + ".stats.json")
+    _check_output(out, "--out", inputs)
+    _check_output(stats, "--stats" if args.stats is not None else "--stats (default <out>.stats.json)", inputs)
+    if stats.resolve() == out.resolve():
+        raise ConfigError(f"--stats {stats}: same file as --out; give the stats their own file")
+    cache = Path(args.cache_dir) if args.cache_dir is not None else out.parent / f".{out.stem}.embeddings"
+    if args.cache_dir is not None or dense:
+        flag = "--cache-dir" if args.cache_dir is not None else "--cache-dir (default beside --out)"
+        node = cache.absolute()
+        while not node.exists() and node != node.parent:
+            node = node.parent
+        if node.exists() and not node.is_dir():
+            what = "is a file" if node == cache.absolute() else f"cannot be created: {node} is a file"
+            raise ConfigError(f"{flag} {cache}: {what}, expected a folder")
+    return out, stats, cache
 
 
 def cmd_mine(args) -> int:
@@ -127,22 +268,22 @@ def cmd_mine(args) -> int:
     from . import mining as M
     from .config import TeacherConfig, build
     from .errors import ConfigError
-    from .io import write_json
+    from . import io as nio
     from .mining.teachers import rank_candidates
     from .runtime import log, setup_logging
     from .stages.context import id_matrix, jsonable
 
     setup_logging()
     t0 = time.time()
-    overrides = {f: getattr(args, f) for f in MINING_FIELDS if getattr(args, f) is not None}
-    cfg = M.preset(args.method, **overrides)
-    cfg.validate("nvr mine")
-    for opt in ("rescore_batch_size", "rescore_max_length"):
-        if getattr(args, opt) < 1:
-            raise ConfigError(f"--{opt.replace('_', '-')}: must be >= 1, got {getattr(args, opt)}")
+    # everything checked before a model or a data file is loaded, and before anything is written
+    cfg, _overrides = _mining_config(args)
+    _check_values(args, cfg, _overrides)
+    dense = args.teacher not in ("bm25", "random")
+    out, stats_path, cache = _check_paths(args, dense)
+    nio.recover(out)  # an earlier run killed between the renames of its publish: complete it
     rescore = {"rescore_model": args.rescore_model, "rescore_batch_size": args.rescore_batch_size,
                "rescore_max_length": args.rescore_max_length}
-    if args.teacher in ("bm25", "random"):
+    if not dense:
         tc = build(TeacherConfig, {"kind": args.teacher, "depth": args.depth,
                                    "trust_remote_code": args.trust_remote_code, **rescore}, "nvr mine --teacher")
     else:
@@ -169,7 +310,6 @@ def cmd_mine(args) -> int:
     doc_texts = [D.doc_text(corpus[d]) for d in doc_ids]
     pos = id_matrix([[index[d] for d in p.positive_ids] for p in pairs])
     q_ids = [p.query_id for p in pairs]
-    cache = args.cache_dir or args.out.parent / f".{args.out.stem}.embeddings"
     cands = rank_candidates(tc, q_ids, [p.query for p in pairs], doc_texts, pos, seed=cfg.seed,
                             cache_dir=cache, name="nvr mine", depth_key="--depth", device=args.device,
                             rescore_key="--rescore-model")
@@ -181,12 +321,21 @@ def cmd_mine(args) -> int:
     stats = M.mining_stats(mined, cands.pos_scores, hidden_pos_ids=hidden_mat)
     rows = M.to_rows(mined, q_ids, [p.query for p in pairs], [p.positive_ids for p in pairs],
                      cands.pos_scores, doc_ids)
-    M.write_mined(args.out, rows)
     stats.update(method=args.method, teacher=args.teacher, config=vars(cfg), seconds=round(time.time() - t0, 2))
     if tc.rescore_model:
         stats["rescore_model"] = tc.rescore_model
-    stats_path = args.stats or args.out.with_name(args.out.name + ".stats.json")
-    write_json(stats_path, jsonable(stats))
+    # the mined file and its stats are published together: both are written under temporary
+    # names, then renamed by one journaled step (a kill between the renames is rolled forward)
+    out_abs, stats_abs = out.absolute(), stats_path.absolute()
+    staged = []
+    try:
+        tmp_out, _ = nio.stage_jsonl(out_abs, rows)
+        staged.append(tmp_out)
+        staged.append(nio.stage_json(stats_abs, jsonable(stats)))
+    except BaseException:
+        nio.discard(staged)
+        raise
+    nio.publish([(staged[0], out_abs), (staged[1], stats_abs)])
     log.info("nvr mine: %d of %d queries written to %s (%d with a full set) in %.1fs", len(rows), len(pairs),
              args.out, int(np.sum(mined.n_found == cfg.num_negatives)), time.time() - t0)
     return 0
@@ -220,7 +369,7 @@ def cmd_check(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     from .errors import NvrError
 
-    ap = argparse.ArgumentParser(prog="nvr", description="Positive-aware hard-negative mining (NV-Retriever).")
+    ap = _Parser(prog="nvr", description="Positive-aware hard-negative mining (NV-Retriever).")
     sub = ap.add_subparsers(dest="command", required=True)
     _mine_parser(sub)
     sp = sub.add_parser("presets", help="list the mining presets (the paper's methods)")
@@ -229,7 +378,11 @@ def main(argv: list[str] | None = None) -> int:
     sc.add_argument("params", nargs="?", default="params.yaml")
     sc.add_argument("--dry-run", action="store_true")
     sc.set_defaults(func=cmd_check)
-    args = ap.parse_args(argv)
+    try:
+        args = ap.parse_args(argv)
+    except _UsageError as exc:
+        print(f"{exc.prog}: error: {exc} (see {exc.prog} --help)", file=sys.stderr)
+        return 2
     try:
         return args.func(args)
     except NvrError as exc:

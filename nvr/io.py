@@ -266,3 +266,32 @@ def require_fields(obj: dict, fields: dict[str, type | tuple], where: str) -> No
         if not isinstance(obj[name], typ):
             tname = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
             raise DataError(f"{where}: field '{name}' must be {tname}, got {type(obj[name]).__name__}")
+
+
+# --------------------------------------------------------------------------- staged outputs for publish
+def stage_jsonl(path: PathLike, rows: Iterable[dict]) -> tuple[Path, int]:
+    """Write rows as JSON lines (the bytes :func:`write_jsonl` writes) to a temporary name beside
+    ``path``, left for :func:`publish`; returns ``(tmp_path, row_count)``."""
+    n = 0
+    with staged_file(path) as (fh, tmp):
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, sort_keys=False))
+            fh.write("\n")
+            n += 1
+    return tmp, n
+
+
+def stage_json(path: PathLike, obj: Any, indent: int = 2) -> Path:
+    """Write ``obj`` as JSON (the bytes :func:`write_json` writes) to a temporary name beside
+    ``path``, left for :func:`publish`; returns the temporary path."""
+    with staged_file(path) as (fh, tmp):
+        json.dump(obj, fh, indent=indent, sort_keys=True, ensure_ascii=False)
+        fh.write("\n")
+    return tmp
+
+
+def discard(paths: Iterable[PathLike]) -> None:
+    """Remove staged temporary files that will not be published (missing ones are ignored)."""
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(p)

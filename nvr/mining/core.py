@@ -264,6 +264,7 @@ def _mine_block(ids, scores, pos_ids, pos_scores, exclude_ids, qkeys, cfg: Minin
     clean &= ~row_isin(ids, pos_ids)
     if exclude_ids.shape[1]:
         clean &= ~row_isin(ids, exclude_ids)
+    passed = _passes(ids, scores, anchor, cfg)   # 3's score filters, computed once
     # 2. window over clean positions (after the shift)
     cpos = np.cumsum(clean, axis=1, dtype=np.int32) - 1
     in_range = clean & (cpos >= cfg.shift)
@@ -271,7 +272,7 @@ def _mine_block(ids, scores, pos_ids, pos_scores, exclude_ids, qkeys, cfg: Minin
         if cfg.window_after_filters:
             # the window ends at the window-th candidate that passes the filters: a column is in
             # it while fewer than `window` passing candidates precede it
-            ok = in_range & _passes(ids, scores, anchor, cfg)
+            ok = in_range & passed
             in_range &= (np.cumsum(ok, axis=1, dtype=np.int32) - ok) < cfg.window
         else:
             in_range &= cpos < cfg.shift + cfg.window
@@ -282,12 +283,11 @@ def _mine_block(ids, scores, pos_ids, pos_scores, exclude_ids, qkeys, cfg: Minin
             out.keep[:] = False
         return out
     kc = int(np.flatnonzero(any_col)[-1]) + 1
-    ids, scores, in_range = ids[:, :kc], scores[:, :kc], in_range[:, :kc]
+    ids, scores, in_range, passed = ids[:, :kc], scores[:, :kc], in_range[:, :kc], passed[:, :kc]
     # 3. score filters
     # thresholds are computed in float64 then rounded to float32, the scores' precision,
     # so that a score printed as 0.7 equals a max_score of 0.7 (inclusive) and a score
     # equal to anchor * perc is rejected (strict), as the decimal rule reads.
-    passed = _passes(ids, scores, anchor, cfg)
     eligible = in_range & passed
     n_elig = eligible.sum(1)
     out.n_eligible[:] = n_elig

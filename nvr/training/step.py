@@ -124,8 +124,6 @@ class Step:
             negs = self.dist.gather(grid.view(len(b.queries), b.n, -1))
             mask = self.dist.gather(mask.to(torch.uint8)).bool()
         exclude = b.exclude_in_batch if self.cfg.in_batch_negatives else b.exclude_own
-        if exclude is not None and b.n == 0:
-            exclude = exclude[:, : exclude.shape[0]] if self.cfg.in_batch_negatives else exclude[:, :1]
         return info_nce(self.dist.gather(q), self.dist.gather(p), negs, temperature=self.cfg.temperature,
                         in_batch=self.cfg.in_batch_negatives, negs_mask=mask if b.n > 0 else None,
                         exclude=exclude, row_mask=b.row_mask)

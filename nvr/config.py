@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, utf8_position
 from .mining.methods import MiningConfig, SHORTFALLS
 from .runtime import DTYPES
 from .text.encoder import EncoderConfig
@@ -693,7 +693,8 @@ def read_yaml(path: str | Path) -> Any:
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not valid UTF-8 (byte offset {exc.start})") from None
+        line, col = utf8_position(exc)
+        raise ConfigError(f"{path}:{line}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at column {col})") from None
     loader = _UniqueKeyLoader(text)
     loader.nvr_source = str(path)
     try:

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, utf8_position
 
 PathLike = str | os.PathLike
 
@@ -151,6 +151,18 @@ def recover(first_target: PathLike) -> bool:
     return True
 
 
+def recover_dir(folder: PathLike) -> int:
+    """Complete every interrupted :func:`publish` whose first target lies in ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    n = 0
+    for journal in sorted(folder.glob(f".*{_JOURNAL_SUFFIX}")):
+        target = journal.with_name(journal.name[1:-len(_JOURNAL_SUFFIX)])
+        n += recover(target)
+    return n
+
+
 @contextlib.contextmanager
 def atomic_dir(path: PathLike):
     """Yield a temporary folder beside ``path``; on success it replaces ``path``.
@@ -192,7 +204,8 @@ def read_json(path: PathLike) -> Any:
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not valid UTF-8 (byte offset {exc.start})") from None
+        line, col = utf8_position(exc)
+        raise DataError(f"{path}:{line}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at column {col})") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -169,7 +169,7 @@ def stages() -> dict:
                                     ["models/${train.stage2_method}-stage2"], ["seed", "student", "evaluate"])
     s["report"] = {
         "cmd": f"{NB} notebooks/06_report.ipynb reports/study",
-        "deps": [*code_deps("06_report", "nvr.report"), "metrics", "artifacts/mined", "artifacts/teacher_mined",
+        "deps": [*code_deps("06_report", "nvr.report"), "data", "metrics", "artifacts/mined", "artifacts/teacher_mined",
                  "artifacts/ensembles", "artifacts/teachers", "reports/04_finetune"],
         "params": ["profile", "seed", "mining", "train.stage2_method"],
         "outs": [_uncached("reports/study.ipynb"), _uncached("reports/study.html"), _uncached("reports/figures")],

@@ -245,7 +245,18 @@ fig = report.plot_methods(R, "reports/figures/ndcg_by_method.png"); plt.show()
 display(report.paper_tables(R))
 display(Markdown(report.determinism_note(R)))
 """),
-        md("## Threshold sweeps (paper: 0..1 in steps of 0.05; a coarser grid on CPU)"),
+        md("## Threshold sweeps (paper: 0..1 in steps of 0.05)\n\n"
+           "**Mining side, every threshold.** The study teacher's candidates mined again at each point of "
+           "the paper's grid (no training): the exact false-negative rate of the kept negatives, the share "
+           "of queries that still get all n negatives, and how far down the ranking the kept negatives sit. "
+           "Vertical lines: the thresholds this run trains."),
+        code("""
+fig = report.plot_mining_sweep(R, "reports/figures/mining_sweep.png")
+if fig is not None: plt.show()
+display(report.mining_sweep_table(R))
+"""),
+        md("**Training side, the trained points.** NDCG@10 of the methods that differ from naive top-k by "
+           "one threshold (a curve needs at least two trained points per filter: `profiles/ablation.yaml`)."),
         code("""
 display(report.sweep_table(R))
 fig = report.plot_sweeps(R, "reports/figures/sweeps.png")

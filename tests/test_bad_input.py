@@ -409,7 +409,9 @@ CHECK_CASES = [
     pytest.param(_set("student.pooling", "max"), "student.pooling: 'max' is not one of", id="student-pooling"),
     pytest.param(_set("train.seeds", [13, 13]), "train.seeds: expected a non-empty list of distinct", id="seeds-twice"),
     pytest.param(_text(lambda t, w: t + "extra: [unclosed\n"), "malformed YAML", id="malformed-yaml"),
-    pytest.param(_text(lambda t, w: t.encode() + b"# caf\xe9\n"), "not valid UTF-8", id="params-not-utf8"),
+    pytest.param(_text(lambda t, w: t.encode() + b"# caf\xe9\n"),
+                 "params.yaml:%d: not valid UTF-8 (byte 0xe9 at column 6)"
+                 % (len(SMOKE.read_text(encoding="utf-8").splitlines()) + 1), id="params-not-utf8"),
     pytest.param(None, "{tmp}/params.yaml: file not found", id="params-missing"),
 ]
 

@@ -539,3 +539,45 @@ def test_window_after_filters_equals_filter_then_top_window():
         thr = np.float32(pos_scores[i, 0] - abs(pos_scores[i, 0]) * 0.1)
         want = [int(j) for j in ids[i] if scores[i, j] < thr][:7]
         assert got.neg_ids[i][got.neg_ids[i] >= 0].tolist() == want
+
+
+# --------------------------------------------------------------------------- threshold sweep (mining side)
+def test_threshold_sweep_matches_a_loop_written_from_the_rules():
+    """Oracle: for each query and threshold, keep candidates by the paper's rule (PercPos
+    s < perc * pos, MarginPos s < pos - margin, Abs s <= max_score), take the first n, and count
+    how many are hidden positives."""
+    from nvr.mining.candidates import Candidates
+    from nvr.mining.methods import MiningConfig
+    from nvr.mining.sweep import threshold_sweep
+
+    rng = np.random.default_rng(3)
+    Q, K, n = 40, 12, 3
+    cand_ids = np.stack([rng.permutation(100)[:K] + 1 for _ in range(Q)]).astype(np.int64)
+    scores = -np.sort(-rng.uniform(0.2, 0.95, size=(Q, K)), axis=1).astype(np.float32)
+    pos_ids = np.zeros((Q, 1), dtype=np.int64)                 # doc 0: never a candidate
+    pos_scores = rng.uniform(0.6, 0.9, size=(Q, 1)).astype(np.float32)
+    hidden = np.stack([np.r_[0, cand_ids[q, rng.choice(K, 2, replace=False)]] for q in range(Q)])
+    cands = Candidates(np.array([f"q{i}" for i in range(Q)]), cand_ids, scores, pos_ids, pos_scores,
+                       np.full((Q, 1), -1, dtype=np.int64))
+    grids = {"perc": (0.8, 0.95), "margin": (0.05,), "max_score": (0.7,)}
+    rows = threshold_sweep(cands, MiningConfig(num_negatives=n), hidden_pos_ids=hidden, grids=grids)
+    assert [(r["filter"], r["threshold"]) for r in rows] == [(None, None), ("perc", 0.8), ("perc", 0.95),
+                                                              ("margin", 0.05), ("max_score", 0.7)]
+    rules = {None: lambda s, p, t: True, "perc": lambda s, p, t: s < p * t, "margin": lambda s, p, t: s < p - t,
+             "max_score": lambda s, p, t: s <= t}
+    for r in rows:
+        keep = rules[r["filter"]]
+        emitted = fn = full = 0
+        for q in range(Q):
+            got = [cand_ids[q, j] for j in range(K)
+                   if keep(float(scores[q, j]), float(pos_scores[q, 0]), r["threshold"])][:n]
+            emitted += len(got)
+            fn += sum(int(d in set(hidden[q])) for d in got)
+            full += len(got) == n
+        assert r["negatives_per_query"] == pytest.approx(emitted / Q, abs=1e-4), r
+        assert r["share_full"] == pytest.approx(full / Q, abs=1e-4), r
+        assert r["false_negative_rate"] == pytest.approx(fn / emitted, abs=1e-6), r
+    # without hidden labels there is no rate; a filter that is not a threshold is refused
+    assert threshold_sweep(cands, MiningConfig(num_negatives=n), grids=grids)[1]["false_negative_rate"] is None
+    with pytest.raises(ValueError, match="unknown filter 'shift'"):
+        threshold_sweep(cands, MiningConfig(num_negatives=n), grids={"shift": (1,)})

@@ -117,7 +117,7 @@ class Repro:
 
 @pytest.fixture(scope="module")
 def killed_run(tmp_path_factory):
-    """The smoke profile, killed three times mid-stage and re-run until it finishes.
+    """The smoke profile, killed mid-stage in embed, mine, train and evaluate, re-run until it finishes.
 
     ``train.stage1.save_every: 1`` (a checkpoint after step 1 of 2; it does not change the
     training) so the killed training has a checkpoint to resume from.
@@ -130,9 +130,13 @@ def killed_run(tmp_path_factory):
 
     kills, outputs, t0 = [], [], time.time()
 
-    def mine_ready(stage, secs):  # the notebook is executing (its running copy exists)
-        m = stage.split("@", 1)[1]
-        return (proj / "reports" / "03_mine" / f".{m}.running.ipynb").exists() and secs > 2.0
+    def notebook_ready(folder):  # the stage's notebook is executing (its running copy exists)
+        def ready(stage, secs):
+            m = stage.split("@", 1)[1]
+            return (proj / "reports" / folder / f".{m}.running.ipynb").exists() and secs > 2.0
+        return ready
+
+    mine_ready = notebook_ready("03_mine")
 
     def train_ready(stage, secs):  # right after the step-1 checkpoint (step 2 and the final save to go)
         m = stage.split("@", 1)[1]
@@ -153,6 +157,9 @@ def killed_run(tmp_path_factory):
         r = Repro(proj)
         kills.append(r.kill_during("train@", train_ready, whole_job=True))
         outputs.append(r.text)
+    r = Repro(proj)  # evaluate: killed while it scores (metrics + per-query scores are published together)
+    kills.append(r.kill_during("evaluate@", notebook_ready("05_evaluate"), whole_job=True))
+    outputs.append(r.text)
     final = Repro(proj)
     out = final.finish()
     outputs.append(out)
@@ -162,7 +169,8 @@ def killed_run(tmp_path_factory):
 
 def test_killed_stages_rerun_and_finish_clean(killed_run):
     proj, kills, outputs = killed_run["proj"], killed_run["kills"], killed_run["outputs"]
-    assert [k["stage"].split("@")[0] for k in kills[:3]] == ["embed", "mine", "train"]
+    kinds = [k["stage"].split("@")[0] for k in kills]
+    assert kinds[:3] == ["embed", "mine", "train"] and kinds[-1] == "evaluate", kinds
     print(f"\nkilled run: {killed_run['seconds']} s in all")
     for k in kills:
         print(f"  killed {k['stage']} {k['after_s']} s after it started; kernel gone after {k['orphans_gone_s']} s; "
@@ -175,8 +183,9 @@ def test_killed_stages_rerun_and_finish_clean(killed_run):
     assert json.loads(run(["dvc", "status", "--json"], proj).stdout) == {}
     assert temp_leftovers(proj) == []
     # the killed training resumed from its checkpoint (and the result equals the clean run's, below)
-    trained = kills[-1]["stage"].split("@", 1)[1]
-    assert f"models/{trained}.work" in kills[-1]["left"], kills[-1]
+    train_kill = [k for k in kills if k["stage"].startswith("train@")][-1]
+    trained = train_kill["stage"].split("@", 1)[1]
+    assert f"models/{trained}.work" in train_kill["left"], train_kill
     summary = json.loads((proj / "models" / trained / "train_summary.json").read_text())
     assert summary["resumed_from"] == 1, summary
 

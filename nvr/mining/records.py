@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import DataError
-from ..io import iter_jsonl, require_fields, write_jsonl
+from ..io import iter_jsonl, recover, require_fields, write_jsonl
 from .core import MinedArrays
 
 
@@ -84,6 +84,7 @@ def write_mined(path, rows: Iterable[dict]) -> int:
 def read_mined(path) -> list[dict]:
     """Read and validate a mined-negatives file; errors name ``file:line``."""
     path = Path(path)
+    recover(path)  # complete a publish (file + stats) that a killed writer left half-done
     rows = []
     for lineno, obj in iter_jsonl(path):
         where = f"{path}:{lineno}"

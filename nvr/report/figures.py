@@ -42,6 +42,48 @@ def plot_sweeps(R, path):
     return _save(fig, path)
 
 
+def plot_mining_sweep(R, path):
+    """Per filter: what each threshold keeps of the study teacher's negatives (mining only).
+
+    Solid: the exact false-negative rate of the kept negatives (data with hidden labels);
+    dashed: the share of queries that still get all n negatives; dotted: the mean rank of a
+    kept negative, on the right axis (how far down the list the filter pushes the negatives).
+    The vertical line marks each filter's threshold among the study's methods.
+    """
+    import matplotlib.pyplot as plt
+
+    from ..mining.sweep import sweep_frame_arrays
+
+    rows = R.mining_sweep
+    fields = [f for f in SWEEP_FIELDS if any(r["filter"] == f for r in rows)]
+    if not fields:
+        return None
+    naive = next((r for r in rows if r["filter"] is None), None)
+    trained = sweep_points(R)
+    fig, axes = plt.subplots(1, len(fields), figsize=(4.2 * len(fields), 3.2), squeeze=False)
+    for ax, field in zip(axes[0], fields):
+        a = sweep_frame_arrays(rows, field)
+        x = a["threshold"]
+        if np.isfinite(a["false_negative_rate"]).any():
+            ax.plot(x, a["false_negative_rate"] * 100, "o-", color="tab:red", label="false negatives (%)")
+            if naive and naive["false_negative_rate"] is not None:
+                ax.axhline(naive["false_negative_rate"] * 100, color="tab:red", ls=":", lw=1,
+                           label="naive top-k FN (%)")
+        ax.plot(x, a["share_full"] * 100, "s--", color="tab:blue", label="queries with all n (%)")
+        ax.set_ylim(0, 105)
+        ax.set_ylabel("%")
+        ax2 = ax.twinx()
+        ax2.plot(x, a["mean_negative_rank"], "^:", color="tab:gray", label="mean negative rank")
+        ax2.set_ylabel("mean rank of a negative", color="tab:gray")
+        for v, _m in trained.get(field, []):
+            ax.axvline(v, color="k", lw=0.8, alpha=0.5)
+        ax.set_xlabel(SWEEP_FIELDS[field])
+        ax.set_title(f"mining sweep: {field}")
+        ax.legend(fontsize=7, loc="center left")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_methods(R, path):
     """Left: our NDCG@10 per method (sd over seeds as error bars) with the base and teacher models.
     Right: each method's gain over naive top-k, ours beside the paper's Table 3 (absolute scores

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import recover_dir
 from ..mining.methods import describe, paper_method
 from ..paths import Layout
 
@@ -37,6 +38,7 @@ class Results:
     cand_ids: dict = field(default_factory=dict)
     ensembles: dict = field(default_factory=dict)
     per_query: dict = field(default_factory=dict)   # name -> {seed: {query: NDCG@10}}
+    mining_sweep: list = field(default_factory=list)  # nvr.mining.sweep.threshold_sweep rows (study teacher)
     _diffs: dict = field(default_factory=dict, repr=False)
 
     def difference(self, name: str, other: str | None = None):
@@ -80,9 +82,12 @@ def collect(root, study) -> Results:
     """Gather every finished result of the run under ``root``."""
     lay = Layout.at(root)
     R = Results(study=study, root=lay.root, methods=study.method_names())
-    for p in sorted(lay.metrics_dir.glob("*.json")):
+    for folder in (lay.metrics_dir, lay.metrics_dir / "per_query", lay.mined_dir, lay.teacher_mined_dir,
+                   lay.ensembles_dir):
+        recover_dir(folder)  # a stage killed between the renames of its publish: complete it first
+    for p in sorted(lay.metrics_dir.glob("[!.]*.json")):
         R.metrics[p.stem] = _read(p)
-    for p in sorted((lay.metrics_dir / "per_query").glob("*.json")):
+    for p in sorted((lay.metrics_dir / "per_query").glob("[!.]*.json")):
         R.per_query[p.stem] = (_read(p) or {}).get("seeds") or {}
     for m in R.methods:
         R.mining[m] = _read(lay.mined_dir / f"{m}.stats.json")
@@ -98,5 +103,20 @@ def collect(root, study) -> Results:
         if lay.candidates(t).is_file():
             with np.load(lay.candidates(t)) as z:
                 R.cand_ids[t] = z["cand_ids"]
-    R.ensembles = {p.name[: -len(".stats.json")]: _read(p) for p in sorted(lay.ensembles_dir.glob("*.stats.json"))}
+    R.ensembles = {p.name[: -len(".stats.json")]: _read(p) for p in sorted(lay.ensembles_dir.glob("[!.]*.stats.json"))}
+    R.mining_sweep = mining_sweep(lay, study, R.baseline)
     return R
+
+
+def mining_sweep(lay: Layout, study, baseline: str | None) -> list[dict]:
+    """The filters' threshold sweep on the study teacher's candidates (mining side, no training):
+    :func:`nvr.mining.sweep.threshold_sweep` from the baseline method's settings; [] without them."""
+    if baseline is None or not lay.candidates(study.teacher).is_file() or not lay.train_pairs.is_file():
+        return []
+    from ..mining.candidates import Candidates
+    from ..mining.sweep import threshold_sweep
+    from ..stages.context import StudyData
+
+    cands = Candidates.load(lay.candidates(study.teacher))
+    hidden = StudyData.load(lay).hidden(cands.ids())
+    return threshold_sweep(cands, study.mining_config(baseline), hidden_pos_ids=hidden)

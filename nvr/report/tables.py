@@ -178,6 +178,19 @@ def sweep_points(R: Results) -> dict[str, list[tuple[float, str]]]:
     return {k: sorted(v) for k, v in out.items()}
 
 
+def mining_sweep_table(R: Results):
+    """The mining-side threshold sweep as a table (one row per filter and threshold)."""
+    rows = []
+    for r in R.mining_sweep:
+        rows.append({"filter": SWEEP_FIELDS.get(r["filter"], "naive top-k (no filter)"), "threshold": r["threshold"],
+                     "false negatives (%)": None if r["false_negative_rate"] is None else 100 * r["false_negative_rate"],
+                     "negatives / query": r["negatives_per_query"],
+                     "queries with all n (%)": 100 * r["share_full"],
+                     "mean negative score": r["mean_negative_score"],
+                     "mean negative rank": r["mean_negative_rank"]})
+    return _frame(rows, ["filter", "threshold"]) if rows else None
+
+
 def sweep_table(R: Results):
     rows = []
     for f, pts in sweep_points(R).items():

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..config import ModelSpec, Study
 from ..errors import ConfigError, DataError
-from ..io import write_json
+from ..io import publish, stage_json
 from ..paths import Layout
 from ..runtime import log, setup_logging
 from ..text.encoder import EncoderConfig
@@ -86,8 +86,9 @@ def evaluate_model(study: Study, name: str, root=None) -> dict:
                  "seeds": {str(s if s is not None else study.seed): {q: round(v, 6) for q, v in
                                                                       r["per_query_ndcg_at_10"].items()}
                            for s, r in runs.items()}}
-    write_json(lay.per_query(name), per_query)
-    write_json(lay.metrics(name), metrics)
+    # published together: a kill leaves both old or both new, never new metrics beside old per-query scores
+    publish([(stage_json(lay.metrics(name), metrics), lay.metrics(name)),
+             (stage_json(lay.per_query(name), per_query), lay.per_query(name))])
     log.info("evaluate[%s]: NDCG@10 %.4f", name, metrics["ndcg_at_10"])
     return metrics
 

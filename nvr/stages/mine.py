@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Study
-from ..io import atomic_write, write_json
+from ..io import discard, publish, recover, stage_json, stage_jsonl, staged_file
 from ..paths import Layout, stem
 from ..runtime import log, setup_logging
 from .context import StudyData, jsonable
@@ -17,19 +17,35 @@ from .embed import load_candidates
 
 def write_mined_outputs(path: Path, mined, cands, data: StudyData, stats: dict, *, scores: bool = True,
                         teachers=None) -> int:
-    """Write a mined-negatives file with its ``.stats.json`` and (``scores``) ``.scores.npz`` (Fig. 4 samples)."""
-    from ..mining import score_distributions, to_rows, write_mined
+    """Write a mined-negatives file with its ``.stats.json`` and (``scores``) ``.scores.npz`` (Fig. 4 samples).
 
+    The files are written under temporary names and published together (:func:`nvr.io.publish`):
+    a kill at any moment leaves the old three or the new three, never a new file beside old stats.
+    """
+    from ..mining import score_distributions, to_rows
+
+    path = Path(path)
+    recover(path)  # an earlier run killed between the renames of its publish: complete it first
     q_ids = cands.ids()
     queries, positives = data.pair_fields(q_ids)
     rows = to_rows(mined, q_ids, queries, positives, cands.pos_scores, data.doc_ids, teachers=teachers)
-    write_mined(path, rows)
-    if scores:
-        dist = score_distributions(mined, cands.pos_scores)
-        with atomic_write(Path(f"{stem(path)}.scores.npz"), "wb", encoding=None) as fh:
-            np.savez(fh, **{k: np.asarray(v, dtype=np.float32) for k, v in dist.items()})
-    write_json(Path(f"{stem(path)}.stats.json"), jsonable(stats))
-    return len(rows)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        tmp, n = stage_jsonl(path, rows)
+        staged.append((tmp, path))
+        if scores:
+            dist = score_distributions(mined, cands.pos_scores)
+            npz = Path(f"{stem(path)}.scores.npz")
+            with staged_file(npz, "wb", encoding=None) as (fh, tmp):
+                np.savez(fh, **{k: np.asarray(v, dtype=np.float32) for k, v in dist.items()})
+            staged.append((tmp, npz))
+        stats_path = Path(f"{stem(path)}.stats.json")
+        staged.append((stage_json(stats_path, jsonable(stats)), stats_path))
+    except BaseException:
+        discard(t for t, _ in staged)
+        raise
+    publish(staged)
+    return n
 
 
 def mine_method(study: Study, method: str, root=None, *, teacher: str | None = None, seed: int | None = None,

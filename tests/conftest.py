@@ -2,11 +2,17 @@
 
 from typing import NamedTuple
 from pathlib import Path
+import os
 import subprocess
 
 import pytest
 
 from _project import make_project, run, snapshot
+
+
+# Tests (and the `dvc repro` runs they start) encode from scratch: the machine-wide embedding
+# store is off unless a test turns it on for a folder of its own (tests/test_encode.py).
+os.environ["NVR_EMBEDDING_STORE"] = "off"
 
 
 class SmokeRun(NamedTuple):

@@ -222,6 +222,38 @@ def test_encode_cached(tiny_bert, tmp_path, monkeypatch, caplog):
     assert sorted(p.name for p in path.parent.iterdir()) == ["corpus.npy", "corpus.npy.manifest.json"]
 
 
+def test_shared_store_serves_another_project(tiny_bert, tmp_path, monkeypatch, caplog):
+    """An array encoded in one project is linked into another (same texts and settings) without
+    encoding; different texts miss; the store off (the tests' default) keeps projects apart."""
+    from nvr.text.cache import shared_store
+
+    monkeypatch.setenv("NVR_EMBEDDING_STORE", str(tmp_path / "store"))
+    assert shared_store() == tmp_path / "store"
+    texts = wiki_texts(10, seed=5)
+    enc = Encoder(cfg_for(tiny_bert, batch_size=4))
+    a = tmp_path / "proj_a" / "cache" / "corpus.npy"
+    first = np.array(encode_cached(enc, texts, "passage", a, progress=False))
+    stored = sorted(p.name for p in (tmp_path / "store").rglob("*") if p.is_file())
+    assert len(stored) == 2 and stored[0].endswith(".npy") and stored[1].endswith(".npy.manifest.json")
+
+    def boom(*args, **kwargs):
+        raise AssertionError("encoded although the shared store holds the array")
+
+    monkeypatch.setattr(enc, "iter_blocks", boom)
+    caplog.set_level("INFO", logger="nvr")
+    b = tmp_path / "proj_b" / "cache" / "corpus.npy"
+    np.testing.assert_array_equal(encode_cached(enc, texts, "passage", b, progress=False), first)
+    assert "from the shared store" in caplog.text
+    assert json.loads(b.with_name("corpus.npy.manifest.json").read_text()) == \
+        json.loads(a.with_name("corpus.npy.manifest.json").read_text())
+    with pytest.raises(AssertionError, match="encoded although"):   # other texts: not in the store
+        encode_cached(enc, texts[:-1], "passage", tmp_path / "proj_c" / "corpus.npy", progress=False)
+    monkeypatch.setenv("NVR_EMBEDDING_STORE", "off")
+    assert shared_store() is None
+    with pytest.raises(AssertionError, match="encoded although"):   # store off: project d encodes
+        encode_cached(enc, texts, "passage", tmp_path / "proj_d" / "corpus.npy", progress=False)
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -5,12 +5,20 @@ cache only when the manifest matches exactly (model fingerprint, every setting o
 cache key, the torch dtype, the texts' hash). :func:`encode_sharded` / :func:`encode_cached`
 split the texts over torchrun processes (see :mod:`nvr.distributed`); the output equals one
 process'.
+
+A shared store (``$NVR_EMBEDDING_STORE``, default ``<nvr cache>/embeddings``; ``off`` disables it)
+keeps every finished array under the hash of its manifest, so a corpus a teacher has embedded
+once is reused by every profile, experiment and fresh checkout on the machine: a miss in the
+project's cache first looks there (and links the array in) before encoding.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -65,6 +73,70 @@ def _manifest(encoder: Encoder, texts, kind: str) -> dict:
         "texts_sha256": texts_sha256(texts),
         "nvr_version": __version__,
     }
+
+
+def shared_store() -> Path | None:
+    """The machine-wide embedding store (``$NVR_EMBEDDING_STORE``; ``off`` -> None)."""
+    env = os.environ.get("NVR_EMBEDDING_STORE")
+    if env is not None and env.strip().lower() in ("", "off", "0", "none"):
+        return None
+    if env:
+        return Path(env)
+    from ..models import cache_root
+
+    return cache_root() / "embeddings"
+
+
+def _store_paths(store: Path, expected: dict) -> tuple[Path, Path]:
+    digest = hashlib.sha256(json.dumps(expected, sort_keys=True).encode("utf-8")).hexdigest()
+    return store / digest[:2] / f"{digest}.npy", store / digest[:2] / f"{digest}.npy.manifest.json"
+
+
+def _link_atomic(src: Path, dst: Path) -> None:
+    """Hard-link (else copy) ``src`` to ``dst`` through a temporary name: ``dst`` is whole or absent."""
+    from ..io import sweep_stale, temp_path
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(dst)
+    tmp = temp_path(dst)
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _from_store(path: Path, man_path: Path, expected: dict) -> bool:
+    """Link a matching array of the shared store into ``path``; False when there is none."""
+    store = shared_store()
+    if store is None:
+        return False
+    s_arr, s_man = _store_paths(store, expected)
+    if _miss_reason(s_arr, s_man, expected) is not None:
+        return False
+    man_path.unlink(missing_ok=True)
+    _link_atomic(s_arr, path)
+    write_json(man_path, expected)
+    return True
+
+
+def _to_store(path: Path, expected: dict) -> None:
+    """Publish a finished array to the shared store (best effort: a store that cannot be
+    written costs a later re-encode, never this run)."""
+    store = shared_store()
+    if store is None:
+        return
+    s_arr, s_man = _store_paths(store, expected)
+    try:
+        _link_atomic(path, s_arr)
+        write_json(s_man, expected)
+    except OSError as exc:
+        log.warning("encode: could not add %s to the shared store %s (%s)", path.name, store, exc)
 
 
 def _miss_reason(path: Path, man_path: Path, expected: dict) -> str | None:
@@ -126,6 +198,12 @@ def encode_cached(encoder: Encoder, texts: list[str], kind: str, path, progress:
     if reason is None:
         log.info("encode: reusing %s (%d %ss, dim %d)", path, len(texts), kind, encoder.dim)
         return np.load(path, mmap_mode="r")
+    if rank == 0:
+        _from_store(path, man_path, expected)
+    D.barrier()  # rank 0 has linked the store's array in, if it had one (a filesystem all ranks share)
+    if _miss_reason(path, man_path, expected) is None:
+        log.info("encode: reusing %s from the shared store %s (%d %ss)", path, shared_store(), len(texts), kind)
+        return np.load(path, mmap_mode="r")
     log.info("encode: %d %ss -> %s (%s)", len(texts), kind, path, reason)
     t0 = time.perf_counter()
     if rank == 0:
@@ -149,6 +227,7 @@ def encode_cached(encoder: Encoder, texts: list[str], kind: str, path, progress:
                 os.unlink(p)
     if rank == 0:
         write_json(man_path, expected)
+        _to_store(path, expected)
         log.info("encode: wrote %s in %.1fs", path, time.perf_counter() - t0)
     D.barrier()
     return np.load(path, mmap_mode="r")

@@ -26,15 +26,24 @@ from ..provenance import code_state
 STAGE_DIRS = ("01_prepare_data", "02_teacher_embed", "03_mine", "04_finetune", "05_evaluate")
 
 
-def archive_run(root: Path, profile: str, wall_seconds: float | None) -> Path:
-    """Copy the finished run under ``root`` to ``reports/<profile>/`` (replacing an older copy)."""
+def archive_run(root: Path, profile: str, wall_seconds: float | None, *, results_from: dict | None = None) -> Path:
+    """Copy the finished run under ``root`` to ``reports/<profile>/`` (replacing an older copy).
+
+    results_from: the ``run.json`` of the run that computed the numbers, when only the report was
+    rendered again (new figures from the same metrics): its git revision, wall time and date are
+    kept, the re-render's revision is recorded as ``report_git``, and stage renders this root does
+    not have are kept from the previous archive.
+    """
     root = Path(root)
     rep = root / "reports"
     if not (rep / "study.html").is_file():
         raise FileNotFoundError(f"{rep / 'study.html'}: run the study first (dvc repro)")
     rev, dirty = code_state()
     dest = rep / profile
+    old_stages = dest / "stages"
     with atomic_dir(dest) as tmp:
+        if results_from is not None and old_stages.is_dir():
+            shutil.copytree(old_stages, tmp / "stages")
         shutil.copy2(rep / "study.html", tmp / "study.html")
         shutil.copy2(rep / "study.ipynb", tmp / "study.ipynb")
         if (rep / "figures").is_dir():
@@ -46,12 +55,13 @@ def archive_run(root: Path, profile: str, wall_seconds: float | None) -> Path:
                 rel = f.relative_to(rep)
                 (tmp / "stages" / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(f, tmp / "stages" / rel)
-        write_json(tmp / "run.json", {
-            "profile": profile, "git": rev + dirty,
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-            "wall_seconds": wall_seconds,
-            "finished": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        })
+        now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        info = {"profile": profile, "git": rev + dirty, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+                "wall_seconds": wall_seconds, "finished": now}
+        if results_from is not None:
+            info.update({k: results_from[k] for k in ("git", "machine", "wall_seconds", "finished") if k in results_from})
+            info.update(report_git=rev + dirty, report_rendered=now)
+        write_json(tmp / "run.json", info)
     return dest
 
 
@@ -81,8 +91,11 @@ def write_index(root: Path) -> Path:
                      "<th>finished</th></tr>")
         for r in runs:
             wall = f"{r['wall_seconds'] / 60:.1f} min" if r.get("wall_seconds") else "—"
+            git = e(r["git"])
+            if r.get("report_git") and r["report_git"] != r["git"]:
+                git += f" (report re-rendered at {e(r['report_git'])})"
             parts.append(f"<tr><td>{e(r['profile'])}</td><td><a href='{e(r['dir'])}/study.html'>study report</a></td>"
-                         f"<td>{e(r['git'])}</td><td>{e(r['machine'])}</td><td>{wall}</td><td>{e(r['finished'])}</td></tr>")
+                         f"<td>{git}</td><td>{e(r['machine'])}</td><td>{wall}</td><td>{e(r['finished'])}</td></tr>")
         parts.append("</table>")
         for r in runs:
             links = "".join(f"<li><a href='{e(s)}'>{e(s.split('/stages/', 1)[-1])}</a></li>" for s in r["stages"])
@@ -101,13 +114,20 @@ def main(argv=None) -> int:
     a = sub.add_parser("archive", help="copy this run's report and metrics to reports/<profile>/")
     a.add_argument("--wall-seconds", type=float, default=None)
     a.add_argument("--params", default="params.yaml")
+    a.add_argument("--rerender", action="store_true",
+                   help="only the report was rendered again from the archived run's metrics: keep that run's "
+                        "git revision, wall time and stage renders")
     sub.add_parser("index", help="write reports/index.html")
     args = ap.parse_args(argv)
     if args.cmd == "archive":
         from ..config import load
 
         study = load(args.params, check_paths=False)
-        print(archive_run(Path.cwd(), study.profile, args.wall_seconds))
+        prev = Path("reports") / study.profile / "run.json"
+        results_from = json.loads(prev.read_text()) if args.rerender and prev.is_file() else None
+        if args.rerender and results_from is None:
+            ap.error(f"--rerender: {prev} not found (nothing archived for profile {study.profile!r})")
+        print(archive_run(Path.cwd(), study.profile, args.wall_seconds, results_from=results_from))
     write_index(Path.cwd())
     return 0
 

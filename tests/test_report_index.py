@@ -1,0 +1,56 @@
+"""reports/<profile>/ archives and the front page (reports/index.html)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nvr.report import index as I
+
+
+def _run(root: Path, stages: list[str], ndcg: float) -> None:
+    rep = root / "reports"
+    (rep / "figures").mkdir(parents=True, exist_ok=True)
+    (rep / "study.html").write_text(f"<html>ndcg {ndcg}</html>")
+    (rep / "study.ipynb").write_text("{}")
+    (rep / "figures" / "a.png").write_bytes(b"png")
+    (root / "metrics").mkdir(exist_ok=True)
+    (root / "metrics" / "naive.json").write_text(json.dumps({"ndcg_at_10": ndcg}))
+    for s in stages:
+        (rep / s).parent.mkdir(parents=True, exist_ok=True)
+        (rep / s).write_text("<html>stage</html>")
+
+
+def test_archive_then_rerender_keeps_the_runs_provenance(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    revs = iter([("aaaaaaa", ""), ("bbbbbbb", "")])
+    monkeypatch.setattr(I, "code_state", lambda: next(revs))
+    _run(tmp_path, ["01_prepare_data.html", "04_finetune/naive.html"], 0.5)
+    dest = I.archive_run(tmp_path, "default", 600.0)
+    first = json.loads((dest / "run.json").read_text())
+    assert first["git"] == "aaaaaaa" and first["wall_seconds"] == 600.0 and "report_git" not in first
+    assert (dest / "stages" / "04_finetune" / "naive.html").is_file()
+
+    # a re-render from the same metrics in a checkout that ran only some stages again
+    (tmp_path / "reports" / "04_finetune" / "naive.html").unlink()
+    (tmp_path / "reports" / "study.html").write_text("<html>new figures</html>")
+    I.archive_run(tmp_path, "default", None, results_from=first)
+    again = json.loads((dest / "run.json").read_text())
+    assert again["git"] == "aaaaaaa" and again["wall_seconds"] == 600.0 and again["finished"] == first["finished"]
+    assert again["report_git"] == "bbbbbbb" and "report_rendered" in again
+    assert (dest / "stages" / "04_finetune" / "naive.html").is_file()       # kept from the run
+    assert (dest / "study.html").read_text() == "<html>new figures</html>"
+    page = I.write_index(tmp_path).read_text()
+    assert "aaaaaaa (report re-rendered at bbbbbbb)" in page and "default/study.html" in page
+    assert "10.0 min" in page
+
+
+def test_rerender_without_an_archive_is_an_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _run(tmp_path, [], 0.5)
+    Path("params.yaml").write_text((Path(__file__).resolve().parents[1] / "profiles" / "smoke.yaml").read_text())
+    with pytest.raises(SystemExit) as exc:
+        I.main(["archive", "--rerender"])
+    assert exc.value.code == 2 and "reports/smoke/run.json not found" in capsys.readouterr().err

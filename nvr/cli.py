@@ -51,6 +51,23 @@ gives counts, score summaries and, with --hidden, the exact false-negative rate.
 Methods are presets (see `nvr presets`) refined by the options below, e.g.
   nvr mine --beir data/scifact --split train --method percpos095 --out mined.jsonl
   nvr mine --beir data/scifact --method naive --shift 10 --window 200 --selection uniform ...
+
+Inputs:
+  nvr mine --beir data/scifact --split train --out mined.jsonl            # BEIR folder
+  nvr mine --pairs pairs.jsonl --corpus corpus.jsonl --out mined.jsonl    # own pairs + corpus
+
+Output formats (--format; the stats JSON is written beside every one):
+  --format nvr            mined.jsonl   ids, scores, ranks (default; what nvr trains on)
+  --format flagembedding  train.jsonl   {"query", "pos": [...], "neg": [...]} (+ --output-scores:
+                                        pos_scores / neg_scores for FlagEmbedding's distillation)
+  --format tevatron       train.jsonl   {"query_id", "query", "positive_passages": [{"docid",
+                                        "title", "text"}], "negative_passages": [...]}
+  --format triplet        out.parquet   anchor, positive, negative (one row per negative)
+  --format n-tuple        out.parquet   anchor, positive, negative_1..negative_n (full rows only)
+  --format labeled-pair   out.parquet   anchor, positive (a document), label 1/0
+  --format labeled-list   out.parquet   anchor, positive = [pos, neg..], labels [1, 0..]
+The last four are sentence-transformers' mine_hard_negatives formats (same columns and rows);
+load them with datasets.load_dataset("parquet", data_files="out.parquet")["train"].
 """)
     src = p.add_argument_group("input")
     src.add_argument("--beir", type=Path, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
@@ -107,7 +124,20 @@ Methods are presets (see `nvr presets`) refined by the options below, e.g.
     m.add_argument("--seed", type=int, help="sampling seed (same inputs + seed = same negatives)")
 
     o = p.add_argument_group("output")
-    o.add_argument("--out", type=Path, required=True, help="output JSON lines")
+    o.add_argument("--out", type=Path, required=True,
+                   help="output file: JSON lines (nvr, flagembedding, tevatron) or .parquet (the "
+                        "sentence-transformers formats)")
+    o.add_argument("--format", default="nvr", choices=["nvr", "flagembedding", "tevatron", "triplet", "n-tuple",
+                                                        "labeled-pair", "labeled-list"],
+                   help="nvr: ids, scores and ranks (default); flagembedding: {query, pos, neg} JSON lines; "
+                        "tevatron: {query_id, query, positive_passages, negative_passages} JSON lines; triplet / "
+                        "n-tuple / labeled-pair / labeled-list: sentence-transformers' mine_hard_negatives "
+                        "output formats as parquet (SentenceTransformerTrainer takes them as is)")
+    o.add_argument("--output-scores", action="store_true",
+                   help="add the teacher's scores (sentence-transformers formats: a scores column; flagembedding: "
+                        "pos_scores / neg_scores for distillation)")
+    o.add_argument("--anchor-column", default="anchor", help="sentence-transformers formats: the query column")
+    o.add_argument("--positive-column", default="positive", help="sentence-transformers formats: the positive column")
     o.add_argument("--stats", type=Path, default=None, help="stats JSON (default: <out>.stats.json)")
     o.add_argument("--device", default="auto", help="torch device for dense teachers (auto, cpu, cuda, cuda:1)")
     p.set_defaults(func=cmd_mine)
@@ -246,6 +276,13 @@ def _check_paths(args, dense: bool) -> tuple[Path, Path, Path]:
     out = Path(args.out)
     stats = Path(args.stats) if args.stats is not None else out.with_name(out.name + ".stats.json")
     _check_output(out, "--out", inputs)
+    from .mining.formats import ST_FORMATS
+
+    if args.format in ST_FORMATS and out.suffix != ".parquet":
+        raise ConfigError(f"--out {out}: --format {args.format} is written as parquet; name the file *.parquet")
+    if args.format not in ST_FORMATS and out.suffix == ".parquet":
+        raise ConfigError(f"--out {out}: --format {args.format} is JSON lines; use a .parquet name only with "
+                          f"a sentence-transformers format ({', '.join(ST_FORMATS)})")
     _check_output(stats, "--stats" if args.stats is not None else "--stats (default <out>.stats.json)", inputs)
     if stats.resolve() == out.resolve():
         raise ConfigError(f"--stats {stats}: same file as --out; give the stats their own file")
@@ -329,8 +366,16 @@ def cmd_mine(args) -> int:
     out_abs, stats_abs = out.absolute(), stats_path.absolute()
     staged = []
     try:
-        tmp_out, _ = nio.stage_jsonl(out_abs, rows)
-        staged.append(tmp_out)
+        if args.format == "nvr":
+            staged.append(nio.stage_jsonl(out_abs, rows)[0])
+        else:
+            from .mining.formats import convert, stage_output
+
+            records = convert(rows, args.format, corpus.__getitem__, output_scores=args.output_scores,
+                              num_negatives=cfg.num_negatives, anchor_column=args.anchor_column,
+                              positive_column=args.positive_column)
+            stats["format"] = {"name": args.format, "records": len(records)}
+            staged.append(stage_output(out_abs, records, args.format))
         staged.append(nio.stage_json(stats_abs, jsonable(stats)))
     except BaseException:
         nio.discard(staged)

@@ -1,0 +1,118 @@
+"""Mined negatives in the formats other trainers read.
+
+``nvr`` rows (one per query: ``query``, ``positive_ids``, ``negative_ids`` with their scores; see
+:mod:`nvr.mining.records`) become, with the corpus texts:
+
+==================  ==========================================================================
+``nvr``             nvr's JSON lines (ids, scores, ranks; the input of ``nvr`` training)
+``triplet``         sentence-transformers: ``anchor, positive, negative`` (+ ``scores``
+                    ``[pos, neg]``), one row per (query, positive, negative)
+``n-tuple``         sentence-transformers: ``anchor, positive, negative_1 .. negative_n``
+                    (+ ``scores`` ``[pos, neg_1, ..]``), rows with all n negatives only
+``labeled-pair``    sentence-transformers: ``anchor, positive`` (a document) and ``label`` 1/0
+                    (or ``score`` with scores)
+``labeled-list``    sentence-transformers: ``anchor``, ``positive`` = [positive, negatives..] and
+                    ``labels`` [1, 0, ..] (or ``scores``)
+``flagembedding``   FlagEmbedding's training JSON lines: ``query``, ``pos``, ``neg`` (texts),
+                    ``pos_scores`` / ``neg_scores`` for distillation with scores
+``tevatron``        Tevatron's training JSON lines: ``query_id``, ``query``,
+                    ``positive_passages`` / ``negative_passages`` = [{docid, title, text}]
+==================  ==========================================================================
+
+The sentence-transformers formats follow ``sentence_transformers.util.mine_hard_negatives``
+exactly (column names, one row per labeled positive, which rows n-tuple keeps) and are written
+as parquet, which ``datasets.load_dataset("parquet", data_files=...)`` (and so
+``SentenceTransformerTrainer``) takes as is.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+ST_FORMATS = ("triplet", "n-tuple", "labeled-pair", "labeled-list")
+JSONL_FORMATS = ("nvr", "flagembedding", "tevatron")
+FORMATS = JSONL_FORMATS + ST_FORMATS
+
+
+def _pairs(row: dict, text: Callable[[str], str]):
+    """(positive text, positive score) per labeled positive of a row, in order."""
+    for pid, ps in zip(row["positive_ids"], row["positive_scores"]):
+        yield text(pid), ps
+
+
+def convert(rows: Iterable[dict], fmt: str, doc: Callable[[str], dict], *, output_scores: bool = False,
+            num_negatives: int | None = None, anchor_column: str = "anchor",
+            positive_column: str = "positive") -> list[dict]:
+    """Rows of ``fmt`` from nvr rows; ``doc(id)`` returns ``{"title": .., "text": ..}``.
+
+    num_negatives: the n of the ``n-tuple`` format (rows with fewer are left out, as
+    sentence-transformers does); default: the longest negative list.
+    """
+    from ..data.beir import doc_text
+
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
+    rows = list(rows)
+    if fmt == "nvr":
+        return rows
+    text = lambda d: doc_text(doc(d))  # noqa: E731  (the string an encoder reads: title + text)
+    out: list[dict] = []
+    if fmt == "flagembedding":
+        for r in rows:
+            rec = {"query": r["query"], "pos": [text(d) for d in r["positive_ids"]],
+                   "neg": [text(d) for d in r["negative_ids"]]}
+            if output_scores:
+                rec.update(pos_scores=list(r["positive_scores"]), neg_scores=list(r["negative_scores"]))
+            out.append(rec)
+        return out
+    if fmt == "tevatron":
+        def passages(ids):
+            return [{"docid": d, "title": doc(d).get("title") or "", "text": doc(d).get("text") or ""} for d in ids]
+
+        return [{"query_id": r["query_id"], "query": r["query"], "positive_passages": passages(r["positive_ids"]),
+                 "negative_passages": passages(r["negative_ids"])} for r in rows]
+    n = num_negatives if num_negatives is not None else max([len(r["negative_ids"]) for r in rows] + [0])
+    a, p = anchor_column, positive_column
+    for r in rows:
+        negs = [text(d) for d in r["negative_ids"]]
+        nss = list(r["negative_scores"])
+        if fmt == "labeled-pair":   # positives first, then the negatives, once per query
+            for pt, ps in _pairs(r, text):
+                out.append({a: r["query"], p: pt, **({"score": ps} if output_scores else {"label": 1})})
+            for nt, ns in zip(negs, nss):
+                out.append({a: r["query"], p: nt, **({"score": ns} if output_scores else {"label": 0})})
+            continue
+        for pt, ps in _pairs(r, text):
+            if fmt == "triplet":
+                for nt, ns in zip(negs, nss):
+                    out.append({a: r["query"], p: pt, "negative": nt, **({"scores": [ps, ns]} if output_scores else {})})
+            elif fmt == "n-tuple":
+                if len(negs) < n or n == 0:
+                    continue
+                rec = {a: r["query"], p: pt, **{f"negative_{i}": t for i, t in enumerate(negs[:n], 1)}}
+                if output_scores:
+                    rec["scores"] = [ps, *nss[:n]]
+                out.append(rec)
+            else:  # labeled-list: rows with at least one negative
+                if not negs:
+                    continue
+                rec = {a: r["query"], p: [pt, *negs]}
+                rec.update({"scores": [ps, *nss]} if output_scores else {"labels": [1] + [0] * len(negs)})
+                out.append(rec)
+    return out
+
+
+def stage_output(path, records: list[dict], fmt: str):
+    """Write ``records`` of ``fmt`` under a temporary name beside ``path`` (for :func:`nvr.io.publish`):
+    JSON lines for nvr / FlagEmbedding / Tevatron, parquet for the sentence-transformers formats.
+    Returns the temporary path."""
+    from ..io import stage_jsonl, staged_file
+
+    if fmt in JSONL_FORMATS:
+        return stage_jsonl(path, records)[0]
+    import datasets
+
+    ds = datasets.Dataset.from_list(records) if records else datasets.Dataset.from_dict({})
+    with staged_file(path, "wb", encoding=None) as (fh, tmp):
+        ds.to_parquet(fh)
+    return tmp

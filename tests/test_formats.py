@@ -1,0 +1,122 @@
+"""`nvr mine --format`: the formats other trainers read, checked against the real libraries.
+
+The sentence-transformers formats are compared row for row with
+``sentence_transformers.util.mine_hard_negatives`` on the same model, texts, depth and n (the
+oracle: its own output); FlagEmbedding and Tevatron (not installed here) against their
+documented training-data schemas.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nvr.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "fixtures" / "beir_tiny"
+PAIRS = [("q1", "What is the capital of France?", "d1"), ("q2", "How do plants make sugar from sunlight?", "d3"),
+         ("q3", "Which language is popular for readable code?", "d4"), ("q4", "highest mountain in the world", "d6")]
+N, RANGE_MAX = 2, 4
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("formats")
+    with open(d / "pairs.jsonl", "w", encoding="utf-8") as fh:
+        for q, text, pos in PAIRS:
+            fh.write(json.dumps({"query_id": q, "query": text, "positive_ids": [pos]}) + "\n")
+    corpus = [json.loads(line) for line in (TINY / "corpus.jsonl").read_text().splitlines() if line.strip()]
+    return d, {c["_id"]: c for c in corpus}
+
+
+def _mine(inputs, fmt: str, out_name: str, *extra: str) -> Path:
+    d, _ = inputs
+    out = d / out_name
+    # ST searches range_max + (positives per query) and keeps range_max survivors: depth = range_max + 1
+    rc = main(["mine", "--pairs", str(d / "pairs.jsonl"), "--corpus", str(TINY / "corpus.jsonl"),
+               "--teacher", "pkg:all-MiniLM-L6-v2", "--max-query-length", "256", "--max-passage-length", "256",
+               "--depth", str(RANGE_MAX + 1), "--method", "naive", "--num-negatives", str(N),
+               "--cache-dir", str(d / "cache"), "--format", fmt, "--out", str(out), *extra])
+    assert rc == 0
+    return out
+
+
+def _st(inputs, fmt: str, output_scores: bool = False):
+    import datasets
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.util import mine_hard_negatives
+
+    from nvr.data.beir import doc_text
+    from nvr.models import resolve_model
+
+    _, corpus = inputs
+    model = SentenceTransformer(str(resolve_model("pkg:all-MiniLM-L6-v2")), device="cpu")
+    model.max_seq_length = 256
+    texts = [doc_text(c) for c in corpus.values()]
+    ds = datasets.Dataset.from_dict({"anchor": [t for _, t, _ in PAIRS],
+                                     "positive": [doc_text(corpus[p]) for _, _, p in PAIRS]})
+    return mine_hard_negatives(ds, model, corpus=texts, range_max=RANGE_MAX, num_negatives=N,
+                               sampling_strategy="top", use_faiss=False, output_format=fmt,
+                               output_scores=output_scores, verbose=False, batch_size=8)
+
+
+@pytest.mark.parametrize("fmt", ["triplet", "n-tuple", "labeled-pair", "labeled-list"])
+def test_sentence_transformers_formats_equal_mine_hard_negatives(inputs, fmt):
+    import datasets
+
+    out = _mine(inputs, fmt, f"{fmt}.parquet")
+    ours = datasets.load_dataset("parquet", data_files=str(out))["train"]
+    theirs = _st(inputs, fmt)
+    assert ours.column_names == theirs.column_names
+    assert ours.to_list() == theirs.to_list()
+    stats = json.loads(out.with_name(out.name + ".stats.json").read_text())
+    assert stats["format"] == {"name": fmt, "records": len(theirs)}
+
+
+def test_scores_columns_agree_with_sentence_transformers(inputs):
+    import datasets
+
+    out = _mine(inputs, "n-tuple", "ntuple_scores.parquet", "--output-scores")
+    ours = datasets.load_dataset("parquet", data_files=str(out))["train"]
+    theirs = _st(inputs, "n-tuple", output_scores=True)
+    assert ours.column_names == theirs.column_names
+    for a, b in zip(ours.to_list(), theirs.to_list()):
+        assert {k: v for k, v in a.items() if k != "scores"} == {k: v for k, v in b.items() if k != "scores"}
+        assert a["scores"] == pytest.approx(b["scores"], abs=1e-5)
+
+
+def test_flagembedding_and_tevatron_follow_their_schemas(inputs):
+    """FlagEmbedding: {"query": str, "pos": [str], "neg": [str], "pos_scores": [float], "neg_scores":
+    [float]}; Tevatron: {"query_id", "query", "positive_passages" / "negative_passages": [{"docid",
+    "title", "text"}]} (their READMEs' training-data formats)."""
+    from nvr.data.beir import doc_text
+
+    _, corpus = inputs
+    nvr_rows = [json.loads(x) for x in _mine(inputs, "nvr", "mined.jsonl").read_text().splitlines()]
+    fe = [json.loads(x) for x in _mine(inputs, "flagembedding", "fe.jsonl", "--output-scores").read_text().splitlines()]
+    tv = [json.loads(x) for x in _mine(inputs, "tevatron", "tv.jsonl").read_text().splitlines()]
+    assert len(fe) == len(tv) == len(nvr_rows) == len(PAIRS)
+    for r, f, t in zip(nvr_rows, fe, tv):
+        assert set(f) == {"query", "pos", "neg", "pos_scores", "neg_scores"}
+        assert f["query"] == r["query"] and f["pos"] == [doc_text(corpus[d]) for d in r["positive_ids"]]
+        assert f["neg"] == [doc_text(corpus[d]) for d in r["negative_ids"]] and len(f["neg"]) == N
+        assert f["neg_scores"] == r["negative_scores"] and f["pos_scores"] == r["positive_scores"]
+        assert set(t) == {"query_id", "query", "positive_passages", "negative_passages"}
+        assert [p["docid"] for p in t["negative_passages"]] == r["negative_ids"]
+        for p in t["positive_passages"] + t["negative_passages"]:
+            assert set(p) == {"docid", "title", "text"}
+            assert (p["title"], p["text"]) == (corpus[p["docid"]].get("title", ""), corpus[p["docid"]]["text"])
+
+
+@pytest.mark.parametrize("fmt, name, fragment", [
+    ("triplet", "out.jsonl", "--format triplet is written as parquet; name the file *.parquet"),
+    ("flagembedding", "out.parquet", "--format flagembedding is JSON lines"),
+])
+def test_format_and_file_name_must_agree(inputs, capsys, fmt, name, fragment):
+    d, _ = inputs
+    rc = main(["mine", "--pairs", str(d / "pairs.jsonl"), "--corpus", str(TINY / "corpus.jsonl"), "--teacher", "bm25",
+               "--depth", "5", "--num-negatives", "2", "--format", fmt, "--out", str(d / name)])
+    assert rc == 2 and fragment in capsys.readouterr().err and not (d / name).exists()

@@ -19,6 +19,14 @@ Packages and modules, one job each (docs/ARCHITECTURE.md maps each paper concept
   notebook     - run a notebook with papermill and render it, atomically
   dryrun       - `nvr check --dry-run`: models on the meta device, memory estimates
   cli          - the `nvr` command
+  api          - `nvr.mine_hard_negatives`: sentence-transformers' call on nvr's miner
 """
 
 __version__ = "0.1.0"
+
+
+def mine_hard_negatives(*args, **kwargs):
+    """sentence-transformers' ``mine_hard_negatives`` call on nvr's miner: see :func:`nvr.api.mine_hard_negatives`."""
+    from .api import mine_hard_negatives as _mine
+
+    return _mine(*args, **kwargs)

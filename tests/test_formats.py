@@ -120,3 +120,65 @@ def test_format_and_file_name_must_agree(inputs, capsys, fmt, name, fragment):
     rc = main(["mine", "--pairs", str(d / "pairs.jsonl"), "--corpus", str(TINY / "corpus.jsonl"), "--teacher", "bm25",
                "--depth", "5", "--num-negatives", "2", "--format", fmt, "--out", str(d / name)])
     assert rc == 2 and fragment in capsys.readouterr().err and not (d / name).exists()
+
+
+# --------------------------------------------------------------------------- the Python API
+def _api_data():
+    import datasets
+
+    from nvr.data.beir import doc_text
+
+    corpus = [json.loads(line) for line in (TINY / "corpus.jsonl").read_text().splitlines() if line.strip()]
+    texts = {c["_id"]: doc_text(c) for c in corpus}
+    anchors = [t for _, t, _ in PAIRS] + ["European capital cities", "European capital cities"]
+    positives = [texts[p] for _, _, p in PAIRS] + [texts["d1"], texts["d2"]]   # one query, two positives
+    return datasets.Dataset.from_dict({"query": anchors, "answer": positives}), list(texts.values())
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"output_format": "triplet"},
+    {"output_format": "labeled-list", "output_scores": True},
+    {"output_format": "n-tuple", "range_min": 1},
+    {"output_format": "labeled-pair", "absolute_margin": 0.05},
+    {"output_format": "triplet", "max_score": 0.5, "output_scores": True},
+], ids=["triplet", "labeled-list-scores", "n-tuple-range-min", "labeled-pair-margin", "triplet-max-score"])
+def test_api_matches_sentence_transformers(kwargs):
+    """nvr.mine_hard_negatives with sentence-transformers' argument names gives its output."""
+    import nvr
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.util import mine_hard_negatives
+
+    from nvr.models import resolve_model
+
+    ds, corpus = _api_data()
+    common = dict(corpus=corpus, range_max=4, num_negatives=N, batch_size=8, **kwargs)
+    ours = nvr.mine_hard_negatives(ds, "pkg:all-MiniLM-L6-v2", max_length=256, **common)
+    model = SentenceTransformer(str(resolve_model("pkg:all-MiniLM-L6-v2")), device="cpu")
+    model.max_seq_length = 256
+    theirs = mine_hard_negatives(ds, model, use_faiss=False, verbose=False, **common)
+    assert ours.column_names == theirs.column_names
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("scores", "score")} for r in rows]  # noqa: E731
+    assert strip(ours.to_list()) == strip(theirs.to_list())
+    for key in ("scores", "score"):
+        if key in theirs.column_names:
+            flat = lambda col: [x for v in col for x in (v if isinstance(v, list) else [v])]  # noqa: E731
+            assert [len(v) if isinstance(v, list) else 1 for v in ours[key]] == \
+                [len(v) if isinstance(v, list) else 1 for v in theirs[key]]
+            assert flat(ours[key]) == pytest.approx(flat(theirs[key]), abs=1e-5)
+
+
+def test_api_rejects_what_it_cannot_mean():
+    import nvr
+    from nvr.errors import ConfigError
+
+    ds, corpus = _api_data()
+    with pytest.raises(ConfigError, match="positive_column_name 'pos' is not a column"):
+        nvr.mine_hard_negatives(ds, "bm25", positive_column_name="pos")
+    with pytest.raises(ConfigError, match="unknown argument 'rang_max'"):
+        nvr.mine_hard_negatives(ds, "bm25", rang_max=3)
+    with pytest.raises(ConfigError, match="range_max \\(2\\) must exceed range_min \\(2\\)"):
+        nvr.mine_hard_negatives(ds, "bm25", range_min=2, range_max=2)
+    out = nvr.mine_hard_negatives(ds, "bm25", corpus=corpus, num_negatives=2, output_format="flagembedding",
+                                  seed=1)
+    assert set(out.column_names) == {"query", "pos", "neg"} and len(out) == len(PAIRS) + 1
+    assert [len(p) for p in out["pos"]][-1] == 2     # the repeated query: both positives, merged

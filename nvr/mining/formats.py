@@ -42,11 +42,12 @@ def _pairs(row: dict, text: Callable[[str], str]):
 
 def convert(rows: Iterable[dict], fmt: str, doc: Callable[[str], dict], *, output_scores: bool = False,
             num_negatives: int | None = None, anchor_column: str = "anchor",
-            positive_column: str = "positive") -> list[dict]:
+            positive_column: str = "positive", text: Callable[[str], str] | None = None) -> list[dict]:
     """Rows of ``fmt`` from nvr rows; ``doc(id)`` returns ``{"title": .., "text": ..}``.
 
     num_negatives: the n of the ``n-tuple`` format (rows with fewer are left out, as
-    sentence-transformers does); default: the longest negative list.
+    sentence-transformers does); default: the longest negative list. text: a document's training
+    text by id (default: title and text joined, as the encoders read it).
     """
     from ..data.beir import doc_text
 
@@ -55,7 +56,8 @@ def convert(rows: Iterable[dict], fmt: str, doc: Callable[[str], dict], *, outpu
     rows = list(rows)
     if fmt == "nvr":
         return rows
-    text = lambda d: doc_text(doc(d))  # noqa: E731  (the string an encoder reads: title + text)
+    if text is None:
+        text = lambda d: doc_text(doc(d))  # noqa: E731  (the string an encoder reads: title + text)
     out: list[dict] = []
     if fmt == "flagembedding":
         for r in rows:

@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 MINING_FIELDS = ["num_negatives", "shift", "window", "max_score", "min_score", "margin", "perc", "anchor",
-                 "selection", "temperature", "shortfall", "seed"]
+                 "selection", "temperature", "shortfall", "seed", "simans_width", "simans_offset"]
 
 
 def _mine_parser(sub) -> argparse.ArgumentParser:
@@ -116,8 +116,12 @@ load them with datasets.load_dataset("parquet", data_files="out.parquet")["train
     m.add_argument("--margin", type=float, help="TopK-MarginPos: keep score < positive - margin")
     m.add_argument("--perc", type=float, help="TopK-PercPos: keep score < positive * perc (sign-safe)")
     m.add_argument("--anchor", choices=["min", "max", "mean"], help="which positive score anchors the margins")
-    m.add_argument("--selection", choices=["top", "softmax", "uniform", "top1_softmax"],
-                   help="take the top n, or sample n (softmax of scores / uniform / top-1 + softmax)")
+    m.add_argument("--selection", choices=["top", "softmax", "uniform", "top1_softmax", "simans"],
+                   help="take the top n, or sample n (softmax of scores / uniform / top-1 + softmax / SimANS: "
+                        "peaked where a candidate scores close to its positive)")
+    m.add_argument("--simans-width", type=float,
+                   help="SimANS: weight exp(-((s - positive - offset) / width)^2) (default 0.1)")
+    m.add_argument("--simans-offset", type=float, help="SimANS: where the peak sits relative to the positive (default 0)")
     m.add_argument("--temperature", type=float, help="softmax temperature for sampled selections")
     m.add_argument("--shortfall", choices=["keep", "drop", "fill"],
                    help="when fewer than n survive: emit fewer, drop the query, or fill from filtered candidates")

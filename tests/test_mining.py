@@ -581,3 +581,43 @@ def test_threshold_sweep_matches_a_loop_written_from_the_rules():
     assert threshold_sweep(cands, MiningConfig(num_negatives=n), grids=grids)[1]["false_negative_rate"] is None
     with pytest.raises(ValueError, match="unknown filter 'shift'"):
         threshold_sweep(cands, MiningConfig(num_negatives=n), grids={"shift": (1,)})
+
+
+# --------------------------------------------------------------------------- SimANS selection
+def _one_query(scores, pos=0.8):
+    k = len(scores)
+    return (np.arange(1, k + 1, dtype=np.int64)[None], np.asarray([scores], dtype=np.float32),
+            np.zeros((1, 1), dtype=np.int64), np.asarray([[pos]], dtype=np.float32))
+
+
+def test_simans_samples_with_its_weights():
+    """Oracle: with n = 1 the draw over many seeds follows p_i ~ exp(-((s_i - pos - b) / w)^2)."""
+    scores = [0.85, 0.78, 0.70, 0.55, 0.30]
+    ids, sc, pos_ids, pos_sc = _one_query(scores)
+    w, b = 0.1, -0.05
+    p = np.exp(-(((np.array(scores, dtype=np.float64) - 0.8 - b) / w) ** 2))
+    p /= p.sum()
+    counts = np.zeros(len(scores))
+    trials = 6000
+    for seed in range(trials):
+        cfg = MiningConfig(num_negatives=1, selection="simans", simans_width=w, simans_offset=b, seed=seed)
+        m = mine(ids, sc, pos_ids, pos_sc, cfg, query_keys=np.array([7], dtype=np.uint64), progress=False)
+        counts[int(m.neg_ids[0, 0]) - 1] += 1
+    sd = np.sqrt(p * (1 - p) / trials)
+    assert np.all(np.abs(counts / trials - p) < 4 * sd + 1e-3), (counts / trials, p)
+
+
+def test_simans_narrow_width_takes_the_candidates_nearest_the_peak():
+    scores = [0.95, 0.81, 0.74, 0.60, 0.40]
+    ids, sc, pos_ids, pos_sc = _one_query(scores)
+    cfg = MiningConfig(num_negatives=2, selection="simans", simans_width=0.005, seed=3)
+    m = mine(ids, sc, pos_ids, pos_sc, cfg, query_keys=np.array([1], dtype=np.uint64), progress=False)
+    assert m.neg_ids[0].tolist() == [2, 3]        # 0.81 and 0.74 sit nearest the positive's 0.8
+    cfg = MiningConfig(num_negatives=1, selection="simans", simans_width=0.005, simans_offset=-0.2, seed=3)
+    m = mine(ids, sc, pos_ids, pos_sc, cfg, query_keys=np.array([1], dtype=np.uint64), progress=False)
+    assert m.neg_ids[0].tolist() == [4]           # peak at 0.6
+    from nvr.mining.methods import describe
+
+    assert describe(cfg) == "SimANS-sampled top-k (width 0.005, offset -0.2)"
+    with pytest.raises(ConfigError, match="simans_width: must be > 0"):
+        MiningConfig(selection="simans", simans_width=0.0).validate()

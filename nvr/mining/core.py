@@ -35,7 +35,8 @@ A mining method is a composition of three steps, each a field of :class:`MiningC
    ``top`` (rank order), ``softmax`` (sample without replacement with probabilities
    ``softmax(score / temperature)``, Gumbel-top-k), ``uniform`` (sample without
    replacement, equal probabilities), ``top1_softmax`` (first eligible, then n-1 sampled
-   by softmax from the other eligible). Sampled negatives are emitted in sampling order
+   by softmax from the other eligible), ``simans`` (sample without replacement with weights
+   ``exp(-((s - anchor - offset) / width)^2)``, Gumbel-top-k). Sampled negatives are emitted in sampling order
    (a prefix of the list is itself a valid smaller sample); ``top`` in rank order.
 5. **Shortfall** when fewer than n are eligible: ``keep`` emits fewer, ``drop`` marks the
    query ``keep=False``, ``fill`` appends (after the eligible ones, in rank order) the
@@ -301,6 +302,12 @@ def _mine_block(ids, scores, pos_ids, pos_scores, exclude_ids, qkeys, cfg: Minin
     else:
         if cfg.selection == "uniform":
             key = hash_uniform(cfg.seed, qkeys, ids)
+        elif cfg.selection == "simans":
+            # Gumbel-top-k with log-weights -((s - anchor - offset) / width)^2 (SimANS); a query
+            # without an anchor (no positive score) has no ambiguous zone: its candidates sample uniformly
+            u = hash_uniform(cfg.seed, qkeys, ids)
+            z = (scores.astype(np.float64) - anchor.astype(np.float64)[:, None] - cfg.simans_offset) / cfg.simans_width
+            key = np.where(np.isfinite(z), -z * z, 0.0) - np.log(-np.log(u))
         else:
             u = hash_uniform(cfg.seed, qkeys, ids)
             key = scores.astype(np.float64) / cfg.temperature - np.log(-np.log(u))

@@ -19,7 +19,7 @@ from ..errors import ConfigError
 
 ANCHORS = ("min", "max", "mean")
 
-SELECTIONS = ("top", "softmax", "uniform", "top1_softmax")
+SELECTIONS = ("top", "softmax", "uniform", "top1_softmax", "simans")
 
 SHORTFALLS = ("keep", "drop", "fill")
 
@@ -37,7 +37,11 @@ class MiningConfig:
     fill when fewer than n pass. seed: the sampling seed. window_after_filters: the window
     counts candidates that passed the score filters (the paper's "PercPos 95% + sampled
     top-10": filter, then sample among the top 10 survivors) instead of clean candidates
-    (sentence-transformers' ``range_max``, the default).
+    (sentence-transformers' ``range_max``, the default). simans_width / simans_offset: the
+    ``simans`` selection (SimANS, Zhou et al. 2022, ambiguous-zone sampling): sample n without
+    replacement with probability ``exp(-((s - anchor - offset) / width)^2)``, peaked where a
+    candidate scores close to its positive (offset 0: at the positive's score; a negative
+    offset moves the peak below it), the width setting how fast hard and easy ones fade.
     """
 
     num_negatives: int = 4
@@ -53,6 +57,8 @@ class MiningConfig:
     shortfall: str = "keep"
     seed: int = 0
     window_after_filters: bool = False
+    simans_width: float = 0.1
+    simans_offset: float = 0.0
 
     def validate(self, where: str = "mining") -> None:
         def is_int(v):
@@ -89,6 +95,12 @@ class MiningConfig:
             raise ConfigError(f"{where}.window_after_filters: must be true or false, got {self.window_after_filters!r}")
         if self.window_after_filters and self.window is None:
             raise ConfigError(f"{where}.window_after_filters: needs a window")
+        for name in ("simans_width", "simans_offset"):
+            v = getattr(self, name)
+            if not is_num(v) or not math.isfinite(v):
+                raise ConfigError(f"{where}.{name}: must be a finite number, got {v!r}")
+        if self.simans_width <= 0:
+            raise ConfigError(f"{where}.simans_width: must be > 0, got {self.simans_width!r}")
 
     @property
     def has_score_filter(self) -> bool:
@@ -136,7 +148,9 @@ _IDENTITY_SKIP = ("num_negatives", "shortfall", "seed")
 
 def _identity(cfg: MiningConfig) -> tuple:
     return tuple((f.name, getattr(cfg, f.name)) for f in dataclasses.fields(MiningConfig)
-                 if f.name not in _IDENTITY_SKIP and not (f.name == "temperature" and cfg.selection in ("top", "uniform")))
+                 if f.name not in _IDENTITY_SKIP
+                 and not (f.name == "temperature" and cfg.selection in ("top", "uniform", "simans"))
+                 and not (f.name.startswith("simans_") and cfg.selection != "simans"))
 
 
 def paper_method(cfg: MiningConfig) -> str | None:
@@ -179,6 +193,9 @@ def describe(cfg: MiningConfig) -> str:
         parts.append(f"sampled {span} (T={_num(cfg.temperature)})" if cfg.temperature != 0.05 else f"sampled {span}")
     elif cfg.selection == "uniform":
         parts.append(f"uniform from {span}")
+    elif cfg.selection == "simans":
+        off = f", offset {_num(cfg.simans_offset)}" if cfg.simans_offset else ""
+        parts.append(f"SimANS-sampled {span} (width {_num(cfg.simans_width)}{off})")
     else:  # top1_softmax
         sampled = f"sampled {span}" + (f" (T={_num(cfg.temperature)})" if cfg.temperature != 0.05 else "")
         parts = ["Top-1"] + parts + [sampled]

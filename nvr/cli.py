@@ -31,7 +31,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 MINING_FIELDS = ["num_negatives", "shift", "window", "max_score", "min_score", "margin", "perc", "anchor",
-                 "selection", "temperature", "shortfall", "seed", "simans_width", "simans_offset"]
+                 "selection", "temperature", "shortfall", "seed", "simans_width", "simans_offset",
+                 "max_positive_cosine", "max_positive_overlap"]
 
 
 def _mine_parser(sub) -> argparse.ArgumentParser:
@@ -122,6 +123,12 @@ load them with datasets.load_dataset("parquet", data_files="out.parquet")["train
     m.add_argument("--simans-width", type=float,
                    help="SimANS: weight exp(-((s - positive - offset) / width)^2) (default 0.1)")
     m.add_argument("--simans-offset", type=float, help="SimANS: where the peak sits relative to the positive (default 0)")
+    m.add_argument("--max-positive-cosine", type=float, metavar="C",
+                   help="near-duplicate defence: never a negative if its embedding cosine with a labeled positive "
+                        "is >= C (dense teachers; e.g. 0.95)")
+    m.add_argument("--max-positive-overlap", type=float, metavar="J",
+                   help="near-duplicate defence: never a negative if its word 3-gram Jaccard with a labeled positive "
+                        "is >= J (any teacher; e.g. 0.5). With --hidden, the stats count what each defence removed")
     m.add_argument("--temperature", type=float, help="softmax temperature for sampled selections")
     m.add_argument("--shortfall", choices=["keep", "drop", "fill"],
                    help="when fewer than n survive: emit fewer, drop the query, or fill from filtered candidates")
@@ -320,6 +327,9 @@ def cmd_mine(args) -> int:
     cfg, _overrides = _mining_config(args)
     _check_values(args, cfg, _overrides)
     dense = args.teacher not in ("bm25", "random")
+    if cfg.max_positive_cosine is not None and not dense:
+        raise ConfigError(f"--max-positive-cosine: needs a dense teacher's embeddings (--teacher {args.teacher} "
+                          f"has none); use --max-positive-overlap for a text measure")
     out, stats_path, cache = _check_paths(args, dense)
     nio.recover(out)  # an earlier run killed between the renames of its publish: complete it
     rescore = {"rescore_model": args.rescore_model, "rescore_batch_size": args.rescore_batch_size,
@@ -354,12 +364,18 @@ def cmd_mine(args) -> int:
     cands = rank_candidates(tc, q_ids, [p.query for p in pairs], doc_texts, pos, seed=cfg.seed,
                             cache_dir=cache, name="nvr mine", depth_key="--depth", device=args.device,
                             rescore_key="--rescore-model")
+    from .mining.neardup import defence_stats, similarity_arrays
+
+    emb = np.load(cache / "corpus.npy", mmap_mode="r") if dense and (cache / "corpus.npy").is_file() else None
+    sims = similarity_arrays(cfg, cands, doc_texts=doc_texts, embeddings=emb, where="nvr mine")
     mined = M.mine(cands.cand_ids, cands.cand_scores, cands.pos_ids, cands.pos_scores, cfg,
-                   query_keys=M.query_keys(q_ids), exclude_ids=cands.exclude_ids)
+                   query_keys=M.query_keys(q_ids), exclude_ids=cands.exclude_ids, **sims)
     hidden_mat = None
     if hidden is not None:
         hidden_mat = id_matrix([[index[d] for d in hidden.get(q, [])] for q in q_ids])
     stats = M.mining_stats(mined, cands.pos_scores, hidden_pos_ids=hidden_mat)
+    if hidden_mat is not None and sims:
+        stats["near_duplicate_defences"] = defence_stats(cfg, cands, hidden_mat, doc_texts=doc_texts, embeddings=emb)
     rows = M.to_rows(mined, q_ids, [p.query for p in pairs], [p.positive_ids for p in pairs],
                      cands.pos_scores, doc_ids)
     stats.update(method=args.method, teacher=args.teacher, config=vars(cfg), seconds=round(time.time() - t0, 2))

@@ -621,3 +621,52 @@ def test_simans_narrow_width_takes_the_candidates_nearest_the_peak():
     assert describe(cfg) == "SimANS-sampled top-k (width 0.005, offset -0.2)"
     with pytest.raises(ConfigError, match="simans_width: must be > 0"):
         MiningConfig(selection="simans", simans_width=0.0).validate()
+
+
+# --------------------------------------------------------------------------- near-duplicate defences
+def test_shingle_overlap_and_cosine_against_direct_formulas():
+    from nvr.mining.neardup import positive_cosine, positive_overlap, shingles
+
+    docs = ["the cat sat on the mat today", "The cat sat on the  mat today!", "a dog ran far away from home",
+            "the cat sat on a mat"]
+    a, b = shingles(docs[0]), shingles(docs[3])
+    assert a == {"the cat sat", "cat sat on", "sat on the", "on the mat", "the mat today"}
+    ov = positive_overlap(docs, np.array([[1, 2, 3, -1]]), np.array([[0]]))
+    jac = len(a & b) / len(a | b)
+    # doc 1 differs by "today!" vs "today" only: 4 of 6 shingles shared
+    assert ov[0, :3].tolist() == pytest.approx([4 / 6, 0.0, jac]) and np.isnan(ov[0, 3])
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(5, 8))
+    cos = positive_cosine(emb, np.array([[1, 2, -1]]), np.array([[0, 4]]))
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    want = [max(unit[1] @ unit[0], unit[1] @ unit[4]), max(unit[2] @ unit[0], unit[2] @ unit[4])]
+    assert cos[0, :2].tolist() == pytest.approx(want, abs=1e-6) and np.isnan(cos[0, 2])
+
+
+def test_near_duplicates_are_never_negatives_and_their_removal_is_counted():
+    from nvr.mining.candidates import Candidates
+    from nvr.mining.neardup import defence_table, positive_overlap
+
+    docs = ["paris is the capital of france", "paris is the capital of france .", "berlin is in germany",
+            "rome is the capital of italy", "madrid is in spain", "paris is the capital of france and a city"]
+    # query 0: positive doc 0; candidates 1 (near-dup, a hidden positive), 5 (near-dup, not hidden), 2, 3, 4
+    cands = Candidates(np.array(["q0"]), np.array([[1, 5, 2, 3, 4]]), np.array([[0.9, 0.8, 0.7, 0.6, 0.5]], np.float32),
+                       np.array([[0]]), np.array([[0.95]], np.float32), np.full((1, 1), -1))
+    ov = positive_overlap(docs, cands.cand_ids, cands.pos_ids)
+    cfg = MiningConfig(num_negatives=2, max_positive_overlap=0.5)
+    m = mine(cands.cand_ids, cands.cand_scores, cands.pos_ids, cands.pos_scores, cfg,
+             query_keys=np.array([1], dtype=np.uint64), exclude_ids=cands.exclude_ids, pos_overlap=ov, progress=False)
+    assert m.neg_ids[0].tolist() == [2, 3]
+    fill = dataclasses.replace(cfg, num_negatives=5, shortfall="fill")   # a fill never brings them back
+    m = mine(cands.cand_ids, cands.cand_scores, cands.pos_ids, cands.pos_scores, fill,
+             query_keys=np.array([1], dtype=np.uint64), exclude_ids=cands.exclude_ids, pos_overlap=ov, progress=False)
+    assert sorted(int(d) for d in m.neg_ids[0] if d >= 0) == [2, 3, 4]
+    with pytest.raises(ValueError, match="max_positive_overlap needs pos_overlap"):
+        mine(cands.cand_ids, cands.cand_scores, cands.pos_ids, cands.pos_scores, cfg,
+             query_keys=np.array([1], dtype=np.uint64), progress=False)
+    rows = defence_table(cands, MiningConfig(num_negatives=2), hidden_pos_ids=np.array([[0, 1]]), doc_texts=docs,
+                         overlaps=(0.5,))
+    assert rows[0]["false_negative_rate"] == 0.5            # naive picks 1 (hidden) and 5
+    r = rows[1]
+    assert (r["removed"], r["fn_removed"], r["tn_lost"], r["precision"], r["recall"]) == (2, 1, 1, 0.5, 1.0)
+    assert r["false_negative_rate"] == 0.0

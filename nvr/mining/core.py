@@ -188,13 +188,16 @@ def _as2d(x, dtype, name, q=None):
 
 
 def mine(cand_ids, cand_scores, pos_ids, pos_scores, cfg: MiningConfig, *, query_keys,
-         exclude_ids=None, chunk_rows: int = _CHUNK_ROWS, progress: bool = True) -> MinedArrays:
+         exclude_ids=None, chunk_rows: int = _CHUNK_ROWS, progress: bool = True, pos_cosine=None,
+         pos_overlap=None) -> MinedArrays:
     """Mine ``cfg.num_negatives`` negatives per query from a teacher's ranked candidates.
 
     cand_ids int64 (Q, K) ranked by descending score (-1 padding), cand_scores (Q, K);
     pos_ids int64 (Q, P) -1-padded (all masked); pos_scores (Q, P) nan-padded teacher
     scores of the positives (anchor); exclude_ids int64 (Q, E) -1-padded ids never to
-    emit; query_keys uint64 (Q,) per-query seeds (see :func:`query_keys`).
+    emit; query_keys uint64 (Q,) per-query seeds (see :func:`query_keys`). pos_cosine /
+    pos_overlap float32 (Q, K): each candidate's similarity to a labeled positive
+    (:mod:`nvr.mining.neardup`), needed by ``cfg.max_positive_cosine`` / ``max_positive_overlap``.
     """
     cfg.validate()
     cand_ids = _as2d(cand_ids, np.int64, "cand_ids")
@@ -211,6 +214,17 @@ def mine(cand_ids, cand_scores, pos_ids, pos_scores, cfg: MiningConfig, *, query
     if qkeys.shape != (q,):
         raise ValueError(f"mine: query_keys must have shape ({q},), got {qkeys.shape}")
     qkeys = qkeys.astype(np.uint64, copy=False)
+    sims = {}
+    for name, arr, field in (("pos_cosine", pos_cosine, "max_positive_cosine"),
+                             ("pos_overlap", pos_overlap, "max_positive_overlap")):
+        if getattr(cfg, field) is None:
+            continue
+        if arr is None:
+            raise ValueError(f"mine: {field} needs {name} (see nvr.mining.neardup)")
+        arr = _as2d(arr, np.float32, name, q)
+        if arr.shape != cand_ids.shape:
+            raise ValueError(f"mine: {name} shape {arr.shape} != cand_ids shape {cand_ids.shape}")
+        sims[field] = arr
 
     t0 = time.perf_counter()
     n = cfg.num_negatives
@@ -224,7 +238,7 @@ def mine(cand_ids, cand_scores, pos_ids, pos_scores, cfg: MiningConfig, *, query
     for s in it:
         e = min(q, s + chunk_rows)
         parts.append(_mine_block(cand_ids[s:e], cand_scores[s:e], pos_ids[s:e], pos_scores[s:e],
-                                 exclude_ids[s:e], qkeys[s:e], cfg))
+                                 exclude_ids[s:e], qkeys[s:e], cfg, {f: a[s:e] for f, a in sims.items()}))
     out = MinedArrays.concat(parts) if parts else _empty_mined(0, n)
     dt = time.perf_counter() - t0
     log.info("mined %d queries x %d candidates: %d negatives, %d queries short, %d dropped, %d filled (%.1fs)",
@@ -249,7 +263,8 @@ def _passes(ids, scores, anchor, cfg: MiningConfig) -> np.ndarray:
     return passed
 
 
-def _mine_block(ids, scores, pos_ids, pos_scores, exclude_ids, qkeys, cfg: MiningConfig) -> MinedArrays:
+def _mine_block(ids, scores, pos_ids, pos_scores, exclude_ids, qkeys, cfg: MiningConfig,
+                sims: dict | None = None) -> MinedArrays:
     q, k = ids.shape
     n = cfg.num_negatives
     out = _empty_mined(q, n)
@@ -265,6 +280,9 @@ def _mine_block(ids, scores, pos_ids, pos_scores, exclude_ids, qkeys, cfg: Minin
     clean &= ~row_isin(ids, pos_ids)
     if exclude_ids.shape[1]:
         clean &= ~row_isin(ids, exclude_ids)
+    for field, sim in (sims or {}).items():   # near-duplicates of a positive (nvr.mining.neardup)
+        with np.errstate(invalid="ignore"):
+            clean &= ~(sim >= np.float32(getattr(cfg, field)))
     passed = _passes(ids, scores, anchor, cfg)   # 3's score filters, computed once
     # 2. window over clean positions (after the shift)
     cpos = np.cumsum(clean, axis=1, dtype=np.int32) - 1

@@ -42,6 +42,9 @@ class MiningConfig:
     replacement with probability ``exp(-((s - anchor - offset) / width)^2)``, peaked where a
     candidate scores close to its positive (offset 0: at the positive's score; a negative
     offset moves the peak below it), the width setting how fast hard and easy ones fade.
+    max_positive_cosine / max_positive_overlap: near-duplicate defences
+    (:mod:`nvr.mining.neardup`): a candidate whose embedding cosine / word-shingle Jaccard with a
+    labeled positive is at or above the value is never a negative.
     """
 
     num_negatives: int = 4
@@ -59,6 +62,8 @@ class MiningConfig:
     window_after_filters: bool = False
     simans_width: float = 0.1
     simans_offset: float = 0.0
+    max_positive_cosine: float | None = None
+    max_positive_overlap: float | None = None
 
     def validate(self, where: str = "mining") -> None:
         def is_int(v):
@@ -101,6 +106,10 @@ class MiningConfig:
                 raise ConfigError(f"{where}.{name}: must be a finite number, got {v!r}")
         if self.simans_width <= 0:
             raise ConfigError(f"{where}.simans_width: must be > 0, got {self.simans_width!r}")
+        for name, lo in (("max_positive_cosine", -1.0), ("max_positive_overlap", 0.0)):
+            v = getattr(self, name)
+            if v is not None and (not is_num(v) or not math.isfinite(v) or not lo <= v <= 1.0):
+                raise ConfigError(f"{where}.{name}: must be null or a number in [{lo:g}, 1], got {v!r}")
 
     @property
     def has_score_filter(self) -> bool:
@@ -176,6 +185,10 @@ def describe(cfg: MiningConfig) -> str:
         parts.append(f"TopK-Abs {_num(cfg.max_score)}")
     if cfg.min_score is not None:
         parts.append(f"score >= {_num(cfg.min_score)}")
+    if cfg.max_positive_cosine is not None:
+        parts.append(f"near-duplicates (cosine >= {_num(cfg.max_positive_cosine)}) excluded")
+    if cfg.max_positive_overlap is not None:
+        parts.append(f"near-duplicates (overlap >= {_num(cfg.max_positive_overlap)}) excluded")
     if cfg.anchor != "min" and (cfg.perc is not None or cfg.margin is not None):
         parts.append(f"{cfg.anchor} positive as anchor")
     span = f"top-{cfg.window}" if cfg.window is not None else "top-k"

@@ -33,6 +33,19 @@ def code_state() -> tuple[str, str]:
     return rev, f" plus uncommitted changes to {shown}"
 
 
+def metrics_revisions(metrics_dir: str | Path = "metrics") -> dict[str, int]:
+    """{code revision: number of metrics files} over ``metrics/*.json`` (``code_revision``, written
+    by the evaluate stage; "not recorded" for files written before it was)."""
+    out: dict[str, int] = {}
+    for p in sorted(Path(metrics_dir).glob("[!.]*.json")):
+        try:
+            rev = json.loads(p.read_text(encoding="utf-8")).get("code_revision") or "not recorded"
+        except (OSError, ValueError, AttributeError):
+            continue
+        out[rev] = out.get(rev, 0) + 1
+    return out
+
+
 def reproduce_box(study, stage: str = "") -> str:
     """Markdown: how to rerun this stage, and what this run was (params, git, dvc.lock, machine).
     The git line names the revision of the code and whether code or parameters differed from it;
@@ -47,6 +60,13 @@ def reproduce_box(study, stage: str = "") -> str:
         dev = f"torch {torch.__version__}, " + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU")
     except ImportError:
         dev = "no torch"
+    numbers = ""
+    if stage == "report":
+        revs = metrics_revisions()
+        if revs and set(revs) != {rev + dirty}:
+            listed = ", ".join(f"`{r}` ({n} files)" for r, n in revs.items())
+            numbers = (f"  \n> the numbers (metrics/) were computed at code revision {listed}; this page was "
+                       f"rendered from them at `{rev}`{dirty}.")
     return (
         f"> **How to reproduce** — `make study` (installs, then `dvc repro`), or `dvc repro {stage.split('/')[0]}`"
         f" for this stage alone.  \n"
@@ -54,4 +74,5 @@ def reproduce_box(study, stage: str = "") -> str:
         f" git `{rev}`{dirty}; dvc.lock `{lock_hash}`.  \n"
         f"> machine: {platform.machine()}, {os.cpu_count()} CPUs, {dev}, python {platform.python_version()};"
         f" run at {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC."
+        + numbers
     )

@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 #: folders every stage writes into (checked for left-over temporary files)
 OUTPUT_DIRS = ("data", "artifacts", "models", "metrics", "reports", "cache")
 #: fields that legitimately differ between two runs: wall-clock time, whether training resumed,
-#: and how often it checkpointed (test_reproducibility's killed run checkpoints every step)
-VOLATILE_KEYS = frozenset({"seconds", "resumed_from", "save_every"})
+#: how often it checkpointed (test_reproducibility's killed run checkpoints every step) and the
+#: git revision that computed a metric (the killed run's project has one commit more)
+VOLATILE_KEYS = frozenset({"seconds", "resumed_from", "save_every", "code_revision"})
 
 
 def env() -> dict:

@@ -54,3 +54,22 @@ def test_rerender_without_an_archive_is_an_error(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exc:
         I.main(["archive", "--rerender"])
     assert exc.value.code == 2 and "reports/smoke/run.json not found" in capsys.readouterr().err
+
+
+def test_report_box_names_the_revision_that_computed_the_numbers(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from nvr import provenance as P
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "metrics").mkdir()
+    for name, rev in (("naive", "36375d2"), ("base", "36375d2"), ("old", None)):
+        m = {"ndcg_at_10": 0.5, **({"code_revision": rev} if rev else {})}
+        (tmp_path / "metrics" / f"{name}.json").write_text(json.dumps(m))
+    assert P.metrics_revisions() == {"not recorded": 1, "36375d2": 2}
+    monkeypatch.setattr(P, "code_state", lambda: ("73b7187", ""))
+    study = SimpleNamespace(raw={}, profile="default", seed=13)
+    box = P.reproduce_box(study, stage="report")
+    assert "computed at code revision `36375d2` (2 files), `not recorded` (1 files)" in box
+    assert "rendered from them at `73b7187`" in box
+    assert "computed at code revision" not in P.reproduce_box(study, stage="mine@naive")

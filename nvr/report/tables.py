@@ -19,8 +19,10 @@ def _frame(rows, index):
 
     if not rows:
         return pd.DataFrame()
-    df = pd.DataFrame([{k: _cell(v) for k, v in r.items()} for r in rows]).set_index(index)
-    return df.astype(object).where(df.notna(), "—")   # a column a row does not have
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    # every row gets every column ("—" where a row has none), so integer columns stay integers
+    df = pd.DataFrame([{k: _cell(r.get(k)) for k in keys} for r in rows]).set_index(index)
+    return df.astype(object)
 
 
 def method_table(R: Results):
@@ -182,12 +184,15 @@ def mining_sweep_table(R: Results):
     """The mining-side threshold sweep as a table (one row per filter and threshold)."""
     rows = []
     for r in R.mining_sweep:
-        rows.append({"filter": SWEEP_FIELDS.get(r["filter"], "naive top-k (no filter)"), "threshold": r["threshold"],
-                     "false negatives (%)": None if r["false_negative_rate"] is None else 100 * r["false_negative_rate"],
-                     "negatives / query": r["negatives_per_query"],
-                     "queries with all n (%)": 100 * r["share_full"],
-                     "mean negative score": r["mean_negative_score"],
-                     "mean negative rank": r["mean_negative_rank"]})
+        fmt = lambda v, spec: None if v is None else format(v, spec)  # noqa: E731  (sensible precision)
+        rows.append({"filter": SWEEP_FIELDS.get(r["filter"], "naive top-k (no filter)"),
+                     "threshold": fmt(r["threshold"], ".2f"),
+                     "false negatives (%)": fmt(None if r["false_negative_rate"] is None
+                                                else 100 * r["false_negative_rate"], ".1f"),
+                     "negatives / query": fmt(r["negatives_per_query"], ".2f"),
+                     "queries with all n (%)": fmt(100 * r["share_full"], ".1f"),
+                     "mean negative score": fmt(r["mean_negative_score"], ".3f"),
+                     "mean negative rank": fmt(r["mean_negative_rank"], ".1f")})
     return _frame(rows, ["filter", "threshold"]) if rows else None
 
 

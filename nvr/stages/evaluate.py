@@ -10,6 +10,7 @@ import numpy as np
 from ..config import ModelSpec, Study
 from ..errors import ConfigError, DataError
 from ..io import publish, stage_json
+from ..provenance import code_state
 from ..paths import Layout
 from ..runtime import log, setup_logging
 from ..text.encoder import EncoderConfig
@@ -82,6 +83,7 @@ def evaluate_model(study: Study, name: str, root=None) -> dict:
         metrics["hub_ndcg_at_10"] = hub["ndcg_at_10"]
         metrics["hub_average_ndcg_at_10"] = hub["average"]
     metrics["seconds"] = round(time.time() - t0, 2)
+    metrics["code_revision"] = "".join(code_state())   # what computed these numbers (the report names it)
     per_query = {"model": name, "split": ev.split, "metric": "ndcg_at_10",
                  "seeds": {str(s if s is not None else study.seed): {q: round(v, 6) for q, v in
                                                                       r["per_query_ndcg_at_10"].items()}

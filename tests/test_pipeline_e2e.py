@@ -48,6 +48,7 @@ def test_repro_produces_reports_metrics_and_artifacts(smoke_run):
     # figures in the page (methods, mining sweep, false negatives, score distributions, training curves),
     # code out of it
     assert html.count("data:image/png;base64") >= 5, html.count("data:image/png;base64")
+    assert "False-negative defences beyond the paper" in html and "shingle overlap" in html
     assert "Mining side, every threshold" in html and (proj / "reports" / "figures" / "mining_sweep.png").is_file()
     assert "report.collect(" not in html and ">NaN<" not in html
     assert "95% bootstrap interval" in html

@@ -91,8 +91,8 @@ def positive_cosine(embeddings, cand_ids, pos_ids, chunk: int = 4096) -> np.ndar
 
 
 def defence_table(cands, base, *, hidden_pos_ids, doc_texts=None, embeddings=None,
-                  cosines: Sequence[float] = (0.99, 0.97, 0.95, 0.93, 0.90),
-                  overlaps: Sequence[float] = (0.9, 0.7, 0.5, 0.3)) -> list[dict]:
+                  cosines: Sequence[float] = (0.95, 0.9, 0.8, 0.7, 0.6, 0.5),
+                  overlaps: Sequence[float] = (0.5, 0.3, 0.1, 0.05)) -> list[dict]:
     """What each near-duplicate defence removes from ``base``'s negatives, against the hidden labels.
 
     For each threshold: the negatives ``base`` mines without the defence that the defence removes

@@ -15,10 +15,10 @@ from .figures import (plot_false_negatives, plot_methods, plot_mining_sweep, plo
                       plot_training_curves)
 from ..provenance import reproduce_box
 from .results import Results, collect
-from .tables import (ensemble_table, false_negative_table, jaccard_table, method_table, mining_sweep_table, paper_tables, rank_agreement, stage_table,
+from .tables import (defence_table, ensemble_table, false_negative_table, jaccard_table, method_table, mining_sweep_table, paper_tables, rank_agreement, stage_table,
                      sweep_points, sweep_table, teacher_table)
 
 __all__ = ["determinism_note", "headline", "method_commentary", "setting", "teacher_commentary",
            "plot_false_negatives", "plot_methods", "plot_mining_sweep", "plot_score_distributions", "plot_sweeps", "plot_training_curves",
-           "reproduce_box", "Results", "collect", "ensemble_table", "false_negative_table", "jaccard_table",
+           "reproduce_box", "Results", "collect", "defence_table", "ensemble_table", "false_negative_table", "jaccard_table",
            "method_table", "mining_sweep_table", "paper_tables", "rank_agreement", "stage_table", "sweep_points", "sweep_table", "teacher_table"]

@@ -39,6 +39,7 @@ class Results:
     ensembles: dict = field(default_factory=dict)
     per_query: dict = field(default_factory=dict)   # name -> {seed: {query: NDCG@10}}
     mining_sweep: list = field(default_factory=list)  # nvr.mining.sweep.threshold_sweep rows (study teacher)
+    defences: list = field(default_factory=list)      # false-negative defences beyond the paper (study teacher)
     _diffs: dict = field(default_factory=dict, repr=False)
 
     def difference(self, name: str, other: str | None = None):
@@ -105,6 +106,7 @@ def collect(root, study) -> Results:
                 R.cand_ids[t] = z["cand_ids"]
     R.ensembles = {p.name[: -len(".stats.json")]: _read(p) for p in sorted(lay.ensembles_dir.glob("[!.]*.stats.json"))}
     R.mining_sweep = mining_sweep(lay, study, R.baseline)
+    R.defences = defences(lay, study, R.baseline)
     return R
 
 
@@ -120,3 +122,37 @@ def mining_sweep(lay: Layout, study, baseline: str | None) -> list[dict]:
     cands = Candidates.load(lay.candidates(study.teacher))
     hidden = StudyData.load(lay).hidden(cands.ids())
     return threshold_sweep(cands, study.mining_config(baseline), hidden_pos_ids=hidden)
+
+
+def defences(lay: Layout, study, baseline: str | None) -> list[dict]:
+    """The false-negative defences beyond the paper, on the study teacher's candidates and the
+    baseline method's settings, against the hidden labels: near-duplicate exclusion (embedding
+    cosine, shingle overlap: :func:`nvr.mining.neardup.defence_table`) and SimANS sampling at a few
+    widths (the false-negative rate of what it selects). [] without hidden labels."""
+    if baseline is None or not lay.candidates(study.teacher).is_file() or not lay.hidden_positives.is_file():
+        return []
+    from dataclasses import replace
+
+    from ..mining import mine, mining_stats, query_keys
+    from ..mining.candidates import Candidates
+    from ..mining.neardup import defence_table
+    from ..stages.context import StudyData
+
+    cands = Candidates.load(lay.candidates(study.teacher))
+    data = StudyData.load(lay)
+    hidden = data.hidden(cands.ids())
+    emb_path = lay.teacher_dir(study.teacher) / "corpus.npy"
+    emb = np.load(emb_path, mmap_mode="r") if emb_path.is_file() else None
+    base = study.mining_config(baseline)
+    rows = defence_table(cands, base, hidden_pos_ids=hidden, doc_texts=data.doc_texts, embeddings=emb)
+    keys = query_keys(cands.ids())
+    for width in (0.05, 0.1, 0.2):
+        cfg = replace(base, selection="simans", simans_width=width)
+        m = mine(cands.cand_ids, cands.cand_scores, cands.pos_ids, cands.pos_scores, cfg, query_keys=keys,
+                 exclude_ids=cands.exclude_ids, progress=False)
+        st = mining_stats(m, cands.pos_scores, hidden_pos_ids=hidden)
+        rows.append({"defence": "SimANS sampling (width)", "threshold": width, "removed": None, "fn_removed": None,
+                     "tn_lost": None, "precision": None, "recall": None,
+                     "false_negative_rate": st.get("false_negative_rate"),
+                     "mean_negative_rank": st.get("mean_negative_rank")})
+    return rows

@@ -32,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
 
 MINING_FIELDS = ["num_negatives", "shift", "window", "max_score", "min_score", "margin", "perc", "anchor",
                  "selection", "temperature", "shortfall", "seed", "simans_width", "simans_offset",
-                 "max_positive_cosine", "max_positive_overlap"]
+                 "max_positive_cosine", "max_positive_overlap", "relabel_above"]
 
 
 def _mine_parser(sub) -> argparse.ArgumentParser:
@@ -129,6 +129,10 @@ load them with datasets.load_dataset("parquet", data_files="out.parquet")["train
     m.add_argument("--max-positive-overlap", type=float, metavar="J",
                    help="near-duplicate defence: never a negative if its word 3-gram Jaccard with a labeled positive "
                         "is >= J (any teacher; e.g. 0.5). With --hidden, the stats count what each defence removed")
+    m.add_argument("--relabel-above", type=float, metavar="S",
+                   help="relevance judge: a candidate scoring >= S is never a negative but an extra positive "
+                        "(relabeled_positive_ids in the output; a positive in the other formats). The judge is the "
+                        "teacher's score, or the cross-encoder's with --rescore-model (RLHN / Gecko style)")
     m.add_argument("--temperature", type=float, help="softmax temperature for sampled selections")
     m.add_argument("--shortfall", choices=["keep", "drop", "fill"],
                    help="when fewer than n survive: emit fewer, drop the query, or fill from filtered candidates")

@@ -272,7 +272,10 @@ fig = report.plot_false_negatives(R, "reports/figures/false_negatives.png"); plt
            "exclusion** (a candidate whose embedding cosine, or word 3-gram Jaccard, with a labeled positive is "
            "at or above the threshold is never a negative): how many of the negatives it removes are known "
            "false negatives (precision), what share of naive top-k's false negatives it removes (recall), the "
-           "true negatives it costs; **SimANS** sampling (probability peaked where a candidate scores close to "
+           "true negatives it costs; a **relevance judge that relabels** (here the teacher's own score; a "
+           "cross-encoder with `rescore_model`): a candidate at or above the threshold becomes an extra positive "
+           "instead of a negative (its rows: candidates relabeled, how many are true positives, how many are "
+           "wrongly relabeled); **SimANS** sampling (probability peaked where a candidate scores close to "
            "its positive): the false-negative rate of what it selects. Without hidden labels (BEIR data) the "
            "table is empty."),
         code("""

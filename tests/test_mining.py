@@ -670,3 +670,48 @@ def test_near_duplicates_are_never_negatives_and_their_removal_is_counted():
     r = rows[1]
     assert (r["removed"], r["fn_removed"], r["tn_lost"], r["precision"], r["recall"]) == (2, 1, 1, 0.5, 1.0)
     assert r["false_negative_rate"] == 0.0
+
+
+def test_judge_relabels_instead_of_discarding():
+    """Candidates the judge scores >= T are never negatives and come out as extra positives; the
+    training rows mask them like labeled positives; stats count the judge's precision."""
+    from nvr.mining import to_rows
+    from nvr.mining.formats import convert
+
+    ids = np.array([[5, 6, 7, 8, 9], [1, 2, 3, 4, 9]])
+    scores = np.array([[0.9, 0.8, 0.7, 0.6, 0.5], [0.5, 0.4, 0.3, 0.2, 0.1]], np.float32)
+    judge = np.array([[0.95, 0.1, 0.9, 0.2, 0.1], [0.1, 0.1, 0.1, 0.1, 0.1]], np.float32)
+    pos = np.array([[0], [0]])
+    cfg = MiningConfig(num_negatives=2, relabel_above=0.9)
+    m = mine(ids, scores, pos, np.array([[0.95], [0.6]], np.float32), cfg, query_keys=np.array([1, 2], np.uint64),
+             judge_scores=judge, progress=False)
+    assert m.neg_ids.tolist() == [[6, 8], [1, 2]]
+    assert m.relabel_ids.tolist() == [[5, 7], [-1, -1]]
+    st = mining_stats(m, np.array([[0.95], [0.6]]), hidden_pos_ids=np.array([[0, 5], [0, 1]]))
+    assert (st["relabeled_positives"], st["relabeled_true_positives"], st["relabel_precision"]) == (2, 1, 0.5)
+    assert st["false_negatives"] == 1            # doc 1 of query 2: the judge missed it
+    # chunks of different relabel widths concatenate (padded)
+    m2 = mine(ids, scores, pos, np.array([[0.95], [0.6]], np.float32), cfg, query_keys=np.array([1, 2], np.uint64),
+              judge_scores=judge, progress=False, chunk_rows=1)
+    assert m2.relabel_ids.tolist() == m.relabel_ids.tolist()
+    rows = to_rows(m, ["a", "b"], ["qa", "qb"], [["0"], ["0"]], np.array([[0.95], [0.6]]), [str(i) for i in range(10)])
+    assert rows[0]["relabeled_positive_ids"] == ["5", "7"] and rows[0]["relabeled_positive_scores"] == [
+        pytest.approx(0.95), pytest.approx(0.9)]
+    fe = convert(rows, "flagembedding", lambda d: {"title": "", "text": f"doc {d}"})
+    assert fe[0]["pos"] == ["doc 0", "doc 5", "doc 7"] and fe[0]["neg"] == ["doc 6", "doc 8"]
+    with pytest.raises(ValueError, match="relabel_above needs judge_scores"):
+        mine(ids, scores, pos, np.array([[0.95], [0.6]], np.float32), cfg, query_keys=np.array([1, 2], np.uint64),
+             progress=False)
+
+
+def test_relabeled_rows_round_trip_and_are_checked(tmp_path):
+    from nvr.mining import read_mined, write_mined
+
+    row = {"query_id": "a", "query": "q", "positive_ids": ["0"], "positive_scores": [0.9], "negative_ids": ["6"],
+           "negative_scores": [0.8], "negative_ranks": [2], "relabeled_positive_ids": ["5"],
+           "relabeled_positive_scores": [0.95]}
+    write_mined(tmp_path / "m.jsonl", [row])
+    assert read_mined(tmp_path / "m.jsonl") == [row]
+    write_mined(tmp_path / "bad.jsonl", [{**row, "relabeled_positive_ids": ["6"]}])
+    with pytest.raises(DataError, match="bad.jsonl:1: a negative id is also a relabeled positive id"):
+        read_mined(tmp_path / "bad.jsonl")

@@ -82,6 +82,8 @@ class MinedArrays:
     anchor: np.ndarray       # float32 (Q,) positive score used as anchor (nan: none)
     source: np.ndarray | None = None   # int16 (Q, n) teacher index (ensembles only)
     neg_anchor: np.ndarray | None = None   # float32 (Q, n) anchor of the teacher that chose each negative
+    relabel_ids: np.ndarray | None = None    # int64 (Q, R) candidates the judge relabeled positive (-1 pad)
+    relabel_scores: np.ndarray | None = None  # float32 (Q, R) their judge scores
 
     def anchors(self) -> np.ndarray:
         """float32 (Q, n): the anchor each negative is compared with (its own teacher's in an ensemble)."""
@@ -106,7 +108,15 @@ class MinedArrays:
         out = {}
         for f in dataclasses.fields(MinedArrays):
             vals = [getattr(p, f.name) for p in parts]
-            out[f.name] = None if any(v is None for v in vals) else np.concatenate(vals, axis=0)
+            if any(v is None for v in vals):
+                out[f.name] = None
+            elif f.name.startswith("relabel_"):   # blocks differ in width: pad to the widest
+                w = max(v.shape[1] for v in vals)
+                fill = -1 if f.name == "relabel_ids" else np.nan
+                out[f.name] = np.concatenate([np.pad(v, ((0, 0), (0, w - v.shape[1])), constant_values=fill)
+                                              for v in vals], axis=0)
+            else:
+                out[f.name] = np.concatenate(vals, axis=0)
         return MinedArrays(**out)
 
 
@@ -189,7 +199,7 @@ def _as2d(x, dtype, name, q=None):
 
 def mine(cand_ids, cand_scores, pos_ids, pos_scores, cfg: MiningConfig, *, query_keys,
          exclude_ids=None, chunk_rows: int = _CHUNK_ROWS, progress: bool = True, pos_cosine=None,
-         pos_overlap=None) -> MinedArrays:
+         pos_overlap=None, judge_scores=None) -> MinedArrays:
     """Mine ``cfg.num_negatives`` negatives per query from a teacher's ranked candidates.
 
     cand_ids int64 (Q, K) ranked by descending score (-1 padding), cand_scores (Q, K);
@@ -198,6 +208,8 @@ def mine(cand_ids, cand_scores, pos_ids, pos_scores, cfg: MiningConfig, *, query
     emit; query_keys uint64 (Q,) per-query seeds (see :func:`query_keys`). pos_cosine /
     pos_overlap float32 (Q, K): each candidate's similarity to a labeled positive
     (:mod:`nvr.mining.neardup`), needed by ``cfg.max_positive_cosine`` / ``max_positive_overlap``.
+    judge_scores float32 (Q, K): a relevance judge's score of each candidate, needed by
+    ``cfg.relabel_above`` (candidates at or above it become extra positives, ``relabel_ids``).
     """
     cfg.validate()
     cand_ids = _as2d(cand_ids, np.int64, "cand_ids")
@@ -216,7 +228,8 @@ def mine(cand_ids, cand_scores, pos_ids, pos_scores, cfg: MiningConfig, *, query
     qkeys = qkeys.astype(np.uint64, copy=False)
     sims = {}
     for name, arr, field in (("pos_cosine", pos_cosine, "max_positive_cosine"),
-                             ("pos_overlap", pos_overlap, "max_positive_overlap")):
+                             ("pos_overlap", pos_overlap, "max_positive_overlap"),
+                             ("judge_scores", judge_scores, "relabel_above")):
         if getattr(cfg, field) is None:
             continue
         if arr is None:
@@ -280,9 +293,20 @@ def _mine_block(ids, scores, pos_ids, pos_scores, exclude_ids, qkeys, cfg: Minin
     clean &= ~row_isin(ids, pos_ids)
     if exclude_ids.shape[1]:
         clean &= ~row_isin(ids, exclude_ids)
-    for field, sim in (sims or {}).items():   # near-duplicates of a positive (nvr.mining.neardup)
+    sims = dict(sims or {})
+    judge = sims.pop("relabel_above", None)
+    for field, sim in sims.items():   # near-duplicates of a positive (nvr.mining.neardup)
         with np.errstate(invalid="ignore"):
             clean &= ~(sim >= np.float32(getattr(cfg, field)))
+    if judge is not None:             # the judge relabels: never a negative, an extra positive instead
+        with np.errstate(invalid="ignore"):
+            rel = clean & (judge >= np.float32(cfg.relabel_above))
+        clean &= ~rel
+        width = int(rel.sum(1).max(initial=0))
+        order = np.argsort(~rel, axis=1, kind="stable")[:, :width]
+        ok = np.take_along_axis(rel, order, axis=1)
+        out.relabel_ids = np.where(ok, np.take_along_axis(ids, order, axis=1), -1).astype(np.int64)
+        out.relabel_scores = np.where(ok, np.take_along_axis(judge, order, axis=1), np.nan).astype(np.float32)
     passed = _passes(ids, scores, anchor, cfg)   # 3's score filters, computed once
     # 2. window over clean positions (after the shift)
     cpos = np.cumsum(clean, axis=1, dtype=np.int32) - 1

@@ -19,7 +19,8 @@
                     ``positive_passages`` / ``negative_passages`` = [{docid, title, text}]
 ==================  ==========================================================================
 
-The sentence-transformers formats follow ``sentence_transformers.util.mine_hard_negatives``
+A relevance judge's relabeled positives (``relabel_above``) are positives in every format but
+``nvr`` (which keeps them apart, as ``relabeled_positive_ids``). The sentence-transformers formats follow ``sentence_transformers.util.mine_hard_negatives``
 exactly (column names, one row per labeled positive, which rows n-tuple keeps) and are written
 as parquet, which ``datasets.load_dataset("parquet", data_files=...)`` (and so
 ``SentenceTransformerTrainer``) takes as is.
@@ -34,9 +35,18 @@ JSONL_FORMATS = ("nvr", "flagembedding", "tevatron")
 FORMATS = JSONL_FORMATS + ST_FORMATS
 
 
+def _positive_ids(row: dict) -> list[str]:
+    """The labeled positives, then the judge's relabeled ones (they train as positives)."""
+    return list(row["positive_ids"]) + list(row.get("relabeled_positive_ids", []))
+
+
+def _positive_scores(row: dict) -> list:
+    return list(row["positive_scores"]) + list(row.get("relabeled_positive_scores", []))
+
+
 def _pairs(row: dict, text: Callable[[str], str]):
-    """(positive text, positive score) per labeled positive of a row, in order."""
-    for pid, ps in zip(row["positive_ids"], row["positive_scores"]):
+    """(positive text, positive score) per positive of a row (labeled, then relabeled), in order."""
+    for pid, ps in zip(_positive_ids(row), _positive_scores(row)):
         yield text(pid), ps
 
 
@@ -61,17 +71,17 @@ def convert(rows: Iterable[dict], fmt: str, doc: Callable[[str], dict], *, outpu
     out: list[dict] = []
     if fmt == "flagembedding":
         for r in rows:
-            rec = {"query": r["query"], "pos": [text(d) for d in r["positive_ids"]],
+            rec = {"query": r["query"], "pos": [text(d) for d in _positive_ids(r)],
                    "neg": [text(d) for d in r["negative_ids"]]}
             if output_scores:
-                rec.update(pos_scores=list(r["positive_scores"]), neg_scores=list(r["negative_scores"]))
+                rec.update(pos_scores=_positive_scores(r), neg_scores=list(r["negative_scores"]))
             out.append(rec)
         return out
     if fmt == "tevatron":
         def passages(ids):
             return [{"docid": d, "title": doc(d).get("title") or "", "text": doc(d).get("text") or ""} for d in ids]
 
-        return [{"query_id": r["query_id"], "query": r["query"], "positive_passages": passages(r["positive_ids"]),
+        return [{"query_id": r["query_id"], "query": r["query"], "positive_passages": passages(_positive_ids(r)),
                  "negative_passages": passages(r["negative_ids"])} for r in rows]
     n = num_negatives if num_negatives is not None else max([len(r["negative_ids"]) for r in rows] + [0])
     a, p = anchor_column, positive_column

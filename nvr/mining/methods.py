@@ -44,7 +44,10 @@ class MiningConfig:
     offset moves the peak below it), the width setting how fast hard and easy ones fade.
     max_positive_cosine / max_positive_overlap: near-duplicate defences
     (:mod:`nvr.mining.neardup`): a candidate whose embedding cosine / word-shingle Jaccard with a
-    labeled positive is at or above the value is never a negative.
+    labeled positive is at or above the value is never a negative. relabel_above: a relevance
+    judge (RLHN / Gecko style; any scorer: a cross-encoder, an LLM, a stronger teacher) that
+    relabels instead of discarding: a candidate whose judge score is at or above the value is
+    never a negative and is emitted as an extra positive (``relabeled_ids``).
     """
 
     num_negatives: int = 4
@@ -64,6 +67,7 @@ class MiningConfig:
     simans_offset: float = 0.0
     max_positive_cosine: float | None = None
     max_positive_overlap: float | None = None
+    relabel_above: float | None = None
 
     def validate(self, where: str = "mining") -> None:
         def is_int(v):
@@ -106,6 +110,8 @@ class MiningConfig:
                 raise ConfigError(f"{where}.{name}: must be a finite number, got {v!r}")
         if self.simans_width <= 0:
             raise ConfigError(f"{where}.simans_width: must be > 0, got {self.simans_width!r}")
+        if self.relabel_above is not None and (not is_num(self.relabel_above) or not math.isfinite(self.relabel_above)):
+            raise ConfigError(f"{where}.relabel_above: must be null or a finite number, got {self.relabel_above!r}")
         for name, lo in (("max_positive_cosine", -1.0), ("max_positive_overlap", 0.0)):
             v = getattr(self, name)
             if v is not None and (not is_num(v) or not math.isfinite(v) or not lo <= v <= 1.0):
@@ -189,6 +195,8 @@ def describe(cfg: MiningConfig) -> str:
         parts.append(f"near-duplicates (cosine >= {_num(cfg.max_positive_cosine)}) excluded")
     if cfg.max_positive_overlap is not None:
         parts.append(f"near-duplicates (overlap >= {_num(cfg.max_positive_overlap)}) excluded")
+    if cfg.relabel_above is not None:
+        parts.append(f"judge >= {_num(cfg.relabel_above)} relabeled positive")
     if cfg.anchor != "min" and (cfg.perc is not None or cfg.margin is not None):
         parts.append(f"{cfg.anchor} positive as anchor")
     span = f"top-{cfg.window}" if cfg.window is not None else "top-k"

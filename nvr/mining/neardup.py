@@ -117,7 +117,8 @@ def defence_table(cands, base, *, hidden_pos_ids, doc_texts=None, embeddings=Non
     m0, v0, fn0 = run(base)
     total_fn = int(fn0.sum())
     rows = [{"defence": "none", "threshold": None, "removed": 0, "fn_removed": 0, "tn_lost": 0,
-             "precision": None, "recall": None, "false_negative_rate": float(fn0.sum() / max(v0.sum(), 1))}]
+             "precision": None, "recall": None, "false_negative_rate": float(fn0.sum() / max(v0.sum(), 1)),
+             "fn_total": total_fn}]
     specs = []
     if embeddings is not None:
         cos = positive_cosine(embeddings, cands.cand_ids, cands.pos_ids)
@@ -158,11 +159,15 @@ def _positions(cand_ids: np.ndarray, neg_ids: np.ndarray) -> np.ndarray:
 
 
 def similarity_arrays(cfg, cands, *, doc_texts=None, embeddings=None, where: str = "mining") -> dict:
-    """The ``pos_cosine`` / ``pos_overlap`` keyword arrays :func:`nvr.mining.mine` needs for ``cfg``'s
-    near-duplicate defences ({} without them). ``embeddings``: corpus rows (a dense teacher's)."""
+    """The ``pos_cosine`` / ``pos_overlap`` / ``judge_scores`` keyword arrays :func:`nvr.mining.mine`
+    needs for ``cfg``'s defences ({} without them). ``embeddings``: corpus rows (a dense teacher's).
+    The relabeling judge is the candidates' own score: the teacher's, or the cross-encoder's when the
+    teacher re-scores (``rescore_model``), the usual judge."""
     from ..errors import ConfigError
 
     out = {}
+    if cfg.relabel_above is not None:   # the judge: the teacher's own scores (a cross-encoder's with rescoring)
+        out["judge_scores"] = cands.cand_scores
     if cfg.max_positive_cosine is not None:
         if embeddings is None:
             raise ConfigError(f"{where}.max_positive_cosine: needs corpus embeddings (a dense teacher); "
@@ -182,7 +187,7 @@ def defence_stats(cfg, cands, hidden_pos_ids, *, doc_texts=None, embeddings=None
 
     if cfg.max_positive_cosine is None and cfg.max_positive_overlap is None:
         return []
-    base = replace(cfg, max_positive_cosine=None, max_positive_overlap=None)
+    base = replace(cfg, max_positive_cosine=None, max_positive_overlap=None, relabel_above=None)
     rows = defence_table(cands, base, hidden_pos_ids=hidden_pos_ids,
                          doc_texts=doc_texts if cfg.max_positive_overlap is not None else None,
                          embeddings=embeddings if cfg.max_positive_cosine is not None else None,

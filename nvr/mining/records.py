@@ -65,6 +65,10 @@ def to_rows(mined: MinedArrays, query_ids: Sequence[str], queries: Sequence[str]
         fl = mined.filled[i][sel]
         if fl.any():
             row["negative_filled"] = [bool(b) for b in fl]
+        if mined.relabel_ids is not None:   # the judge's extra positives (never negatives)
+            rsel = mined.relabel_ids[i] >= 0
+            row["relabeled_positive_ids"] = [doc_ids[j] for j in mined.relabel_ids[i][rsel]]
+            row["relabeled_positive_scores"] = [_score(s) for s in mined.relabel_scores[i][rsel]]
         if mined.source is not None and teachers is not None:
             row["negative_teachers"] = [teachers[t] for t in mined.source[i][sel]]
             row["negative_anchor_scores"] = [_score(s) for s in mined.anchors()[i][sel]]
@@ -112,5 +116,14 @@ def read_mined(path) -> list[dict]:
                 raise DataError(f"{where}: 'negative_filled' must be a list of {nn} booleans")
         if set(obj["negative_ids"]) & set(obj["positive_ids"]):
             raise DataError(f"{where}: a negative id is also a positive id")
+        if "relabeled_positive_ids" in obj:
+            rel = obj["relabeled_positive_ids"]
+            if not isinstance(rel, list) or not all(isinstance(x, str) for x in rel):
+                raise DataError(f"{where}: 'relabeled_positive_ids' must be a list of strings")
+            if len(obj.get("relabeled_positive_scores", [])) != len(rel):
+                raise DataError(f"{where}: {len(rel)} relabeled_positive_ids but "
+                                f"{len(obj.get('relabeled_positive_scores', []))} relabeled_positive_scores")
+            if set(rel) & set(obj["negative_ids"]):
+                raise DataError(f"{where}: a negative id is also a relabeled positive id")
         rows.append(obj)
     return rows

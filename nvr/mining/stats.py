@@ -48,6 +48,10 @@ def mining_stats(mined: MinedArrays, pos_scores, *, hidden_pos_ids=None) -> dict
         "negatives_above_anchor": int((gap < 0).sum()),
         "mean_negative_rank": _f(mined.neg_ranks[valid].mean()) if valid.any() else None,
     }
+    if mined.relabel_ids is not None:
+        rel = (mined.relabel_ids >= 0) & keep[:, None]
+        stats["relabeled_positives"] = int(rel.sum())
+        stats["queries_with_relabeled"] = int(rel.any(1).sum())
     if hidden_pos_ids is not None:
         hidden = np.asarray(hidden_pos_ids, dtype=np.int64)
         if hidden.ndim == 1:
@@ -58,6 +62,10 @@ def mining_stats(mined: MinedArrays, pos_scores, *, hidden_pos_ids=None) -> dict
         stats["false_negatives"] = int(fn.sum())
         stats["false_negative_rate"] = _f(fn.sum() / valid.sum()) if valid.any() else None
         stats["queries_with_false_negative"] = int(fn.any(1).sum())
+        if mined.relabel_ids is not None:   # how many of the judge's extra positives are true positives
+            hit = row_isin(mined.relabel_ids, hidden) & rel
+            stats["relabeled_true_positives"] = int(hit.sum())
+            stats["relabel_precision"] = _f(hit.sum() / rel.sum()) if rel.any() else None
     return stats
 
 

@@ -146,6 +146,25 @@ def defences(lay: Layout, study, baseline: str | None) -> list[dict]:
     base = study.mining_config(baseline)
     rows = defence_table(cands, base, hidden_pos_ids=hidden, doc_texts=data.doc_texts, embeddings=emb)
     keys = query_keys(cands.ids())
+    # the relabeling judge (here the teacher's own score; a cross-encoder with rescore_model)
+    from ..mining import row_isin
+
+    m0 = mine(cands.cand_ids, cands.cand_scores, cands.pos_ids, cands.pos_scores, base, query_keys=keys,
+              exclude_ids=cands.exclude_ids, progress=False)
+    fn0 = row_isin(m0.neg_ids, hidden) & (m0.neg_ids >= 0) & m0.keep[:, None]   # naive top-k's false negatives
+    top = np.sort(cands.cand_scores[:, :10][np.isfinite(cands.cand_scores[:, :10])])
+    for q in (0.99, 0.95, 0.9):   # thresholds at high quantiles of the top-10 candidate scores
+        if not top.size:
+            break
+        t = round(float(np.quantile(top, q)), 3)
+        m = mine(cands.cand_ids, cands.cand_scores, cands.pos_ids, cands.pos_scores, replace(base, relabel_above=t),
+                 query_keys=keys, exclude_ids=cands.exclude_ids, progress=False, judge_scores=cands.cand_scores)
+        st = mining_stats(m, cands.pos_scores, hidden_pos_ids=hidden)
+        rel, hit = st.get("relabeled_positives", 0), st.get("relabeled_true_positives", 0)
+        rows.append({"defence": "judge relabels (teacher score >=)", "threshold": t, "removed": rel,
+                     "fn_removed": hit, "tn_lost": rel - hit, "precision": st.get("relabel_precision"),
+                     "recall": float((fn0 & row_isin(m0.neg_ids, m.relabel_ids)).sum() / fn0.sum()) if fn0.any() else None,
+                     "false_negative_rate": st.get("false_negative_rate")})
     for width in (0.05, 0.1, 0.2):
         cfg = replace(base, selection="simans", simans_width=width)
         m = mine(cands.cand_ids, cands.cand_scores, cands.pos_ids, cands.pos_scores, cfg, query_keys=keys,

@@ -30,7 +30,9 @@ def retrieval_examples(lay: Layout, mined_path: Path, num_negatives: int):
         neg_ids = row["negative_ids"][:num_negatives]
         examples.append(TrainExample(query=row["query"], positive=text[row["positive_ids"][0]],
                                      negatives=[text[n] for n in neg_ids], positive_id=row["positive_ids"][0],
-                                     negative_ids=list(neg_ids), positive_ids=tuple(row["positive_ids"])))
+                                     negative_ids=list(neg_ids),
+                                     # a judge's relabeled positives are masked like the labeled ones
+                                     positive_ids=tuple(row["positive_ids"]) + tuple(row.get("relabeled_positive_ids", ()))))
     return examples
 
 

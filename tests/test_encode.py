@@ -219,7 +219,57 @@ def test_encode_cached(tiny_bert, tmp_path, monkeypatch, caplog):
     enc2 = Encoder(cfg_for(tiny_bert, passage_prefix="passage: "))
     again = encode_cached(enc2, texts[::-1], "passage", path, progress=False)
     assert "key" in caplog.text and not np.allclose(again, other)
-    assert sorted(p.name for p in path.parent.iterdir()) == ["corpus.npy", "corpus.npy.manifest.json"]
+    # no partial or progress file is left (the lock file of the resumable encode stays)
+    assert sorted(p.name for p in path.parent.iterdir()) == [".corpus.npy.lock", "corpus.npy",
+                                                             "corpus.npy.manifest.json"]
+
+
+def test_killed_encode_resumes_from_its_last_finished_block(tiny_bert, tmp_path, monkeypatch, caplog):
+    """An encode killed after two finished blocks resumes at the third on the next call, and the
+    array equals an uninterrupted encode bit for bit; a changed setting starts over."""
+    import nvr.text.cache as C
+
+    monkeypatch.setattr(C, "RESUME_BLOCK", 4)
+    texts = wiki_texts(14, seed=9)
+    enc = Encoder(cfg_for(tiny_bert, batch_size=3))
+    whole = np.array(encode_cached(enc, texts, "passage", tmp_path / "whole" / "corpus.npy", progress=False))
+
+    real = enc.iter_blocks
+    seen = []
+
+    def dies_after_two(*args, **kwargs):
+        for i, item in enumerate(real(*args, **kwargs)):
+            if i == 2:
+                raise KeyboardInterrupt   # a kill: the third block never finishes
+            yield item
+
+    path = tmp_path / "run" / "corpus.npy"
+    monkeypatch.setattr(enc, "iter_blocks", dies_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        encode_cached(enc, texts, "passage", path, progress=False)
+    assert not path.exists() and json.loads((path.parent / ".corpus.npy.partial.json").read_text())["rows_done"] == 8
+
+    def counting(*args, **kwargs):
+        seen.append(kwargs.get("start"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(enc, "iter_blocks", counting)
+    caplog.set_level("INFO", logger="nvr")
+    again = np.array(encode_cached(enc, texts, "passage", path, progress=False))
+    assert seen == [8] and "resuming corpus.npy at row 8 of 14" in caplog.text
+    np.testing.assert_array_equal(again, whole)
+    assert not (path.parent / ".corpus.npy.partial").exists()
+    assert not (path.parent / ".corpus.npy.partial.json").exists()
+
+    # a partial of other texts is not resumed
+    monkeypatch.setattr(enc, "iter_blocks", dies_after_two)
+    other = tmp_path / "other" / "corpus.npy"
+    with pytest.raises(KeyboardInterrupt):
+        encode_cached(enc, texts, "passage", other, progress=False)
+    seen.clear()
+    monkeypatch.setattr(enc, "iter_blocks", counting)
+    encode_cached(enc, texts[::-1], "passage", other, progress=False)
+    assert seen == [0]
 
 
 def test_shared_store_serves_another_project(tiny_bert, tmp_path, monkeypatch, caplog):

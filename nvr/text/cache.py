@@ -175,6 +175,60 @@ def _write_npy(fh, n: int, dim: int, blocks) -> None:
         raise RuntimeError(f"wrote {rows} rows, expected {n}")
 
 
+#: rows encoded (and made durable) between two resume points of a long encode
+RESUME_BLOCK = 32768
+
+
+def _encode_resumable(encoder: Encoder, texts: list[str], kind: str, path: Path, expected: dict,
+                      progress: bool) -> None:
+    """Encode into ``.<name>.partial`` block by block, recording after each finished block how
+    many rows are durable (``.<name>.partial.json``, with the manifest); a run killed part-way
+    resumes from its last finished block when the manifest matches, then renames the array into
+    place. A second process encoding the same file at the same time (the partial is locked)
+    encodes on its own under a unique temporary name instead."""
+    import fcntl
+
+    n, dim = len(texts), encoder.dim
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    progress_file = path.with_name(f".{path.name}.partial.json")
+    lock = open(path.with_name(f".{path.name}.lock"), "a")
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:   # another process is encoding this file: do not share its partial
+            with atomic_write(path, "wb", encoding=None) as fh:
+                _write_npy(fh, n, dim, (b for _, b in encoder.iter_blocks(texts, kind, progress,
+                                                                          block_size=RESUME_BLOCK)))
+            return
+        done = 0
+        if partial.is_file() and progress_file.is_file():
+            try:
+                state = read_json(progress_file)
+                arr = np.load(partial, mmap_mode="r")
+                if state.get("manifest") == expected and arr.shape == (n, dim) and state.get("block") == RESUME_BLOCK:
+                    done = int(state["rows_done"])
+            except (DataError, ValueError, OSError, KeyError, TypeError):
+                done = 0
+        if done:
+            log.info("encode: resuming %s at row %d of %d (a killed run's finished blocks)", path.name, done, n)
+        else:
+            progress_file.unlink(missing_ok=True)
+            np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(n, dim)).flush()
+        out = np.load(partial, mmap_mode="r+")
+        for b0, block in encoder.iter_blocks(texts, kind, progress, block_size=RESUME_BLOCK, start=done):
+            out[b0:b0 + len(block)] = block
+            out.flush()   # the block's rows are on disk before the progress file says so
+            write_json(progress_file, {"manifest": expected, "rows_done": b0 + len(block), "block": RESUME_BLOCK})
+        del out
+        with open(partial, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(partial, path)
+        progress_file.unlink(missing_ok=True)
+    finally:
+        lock.close()
+
+
 def encode_cached(encoder: Encoder, texts: list[str], kind: str, path, progress: bool = True) -> np.ndarray:
     """Encode ``texts`` into ``path`` (.npy) unless a matching cache is there.
 
@@ -210,8 +264,7 @@ def encode_cached(encoder: Encoder, texts: list[str], kind: str, path, progress:
         man_path.unlink(missing_ok=True)  # never leave an old manifest beside a new array
     n, dim = len(texts), encoder.dim
     if ws == 1:
-        with atomic_write(path, "wb", encoding=None) as fh:
-            _write_npy(fh, n, dim, (b for _, b in encoder.iter_blocks(texts, kind, progress)))
+        _encode_resumable(encoder, texts, kind, path, expected, progress)
     else:
         a, b = D.shard_range(n, rank, ws)
         part = path.with_name(f".{path.name}.part{rank}.npy")

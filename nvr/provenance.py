@@ -33,6 +33,23 @@ def code_state() -> tuple[str, str]:
     return rev, f" plus uncommitted changes to {shown}"
 
 
+def _device_line() -> str:
+    """``torch <version>, <device>`` without importing torch when the stage has not (importing it
+    costs a stage seconds): the version from the package metadata, the GPU from the driver."""
+    import sys
+    from importlib import metadata
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return f"torch {torch.__version__}, " + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU")
+    try:
+        version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return "no torch"
+    gpu = Path("/proc/driver/nvidia/version").is_file() and "+cpu" not in version
+    return f"torch {version}, " + ("NVIDIA GPU (driver present)" if gpu else "CPU")
+
+
 def metrics_revisions(metrics_dir: str | Path = "metrics") -> dict[str, int]:
     """{code revision: number of metrics files} over ``metrics/*.json`` (``code_revision``, written
     by the evaluate stage; "not recorded" for files written before it was)."""
@@ -54,12 +71,7 @@ def reproduce_box(study, stage: str = "") -> str:
     rev, dirty = code_state()
     lock = Path("dvc.lock")
     lock_hash = hashlib.sha256(lock.read_bytes()).hexdigest()[:12] if lock.is_file() else "none yet"
-    try:
-        import torch
-
-        dev = f"torch {torch.__version__}, " + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU")
-    except ImportError:
-        dev = "no torch"
+    dev = _device_line()
     numbers = ""
     if stage == "report":
         revs = metrics_revisions()

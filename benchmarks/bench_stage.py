@@ -69,13 +69,16 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--stages", type=int, default=45)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--root", type=Path, default=ROOT,
+                    help="the checkout whose nvr is measured (another revision, for a before / after)")
     a = ap.parse_args(argv)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0",
+    root = a.root.resolve()
+    env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0",
            "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
     rows = []
     with tempfile.TemporaryDirectory(prefix="nvr_stage_") as tmp:
         tmp = Path(tmp)
-        shutil.copy2(ROOT / "params.yaml", tmp / "params.yaml")
+        shutil.copy2(root / "params.yaml", tmp / "params.yaml")
         _nb(tmp / "box.ipynb", True)
         _nb(tmp / "plain.ipynb", False)
         py = sys.executable
@@ -95,11 +98,11 @@ def main(argv=None) -> None:
         ts = _time(["dvc", "repro"], proj, a.repeats, env)
         rows.append({"what": f"dvc repro, nothing to do ({a.stages} stages)", "median_s": round(statistics.median(ts), 2),
                      "min_s": round(min(ts), 2)})
-    print(f"\nmedian of {a.repeats} runs, {os.cpu_count()} CPUs\n\n| fixed cost | median s | min s |\n|---|---:|---:|")
+    print(f"\n{root}: median of {a.repeats} runs, {os.cpu_count()} CPUs\n\n| fixed cost | median s | min s |\n|---|---:|---:|")
     for r in rows:
         print(f"| {r['what']} | {r['median_s']} | {r['min_s']} |")
     if a.out:
-        Path(a.out).write_text(json.dumps({"rows": rows, "args": vars(a)}, indent=2))
+        Path(a.out).write_text(json.dumps({"rows": rows, "args": {**vars(a), "root": str(root)}}, indent=2))
 
 
 if __name__ == "__main__":

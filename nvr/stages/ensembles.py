@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..config import Study
 from ..errors import ConfigError, DataError
 from ..paths import Layout
@@ -35,9 +37,21 @@ def mine_ensembles(study: Study, root=None, *, method: str | None = None) -> dic
     for t in names[1:]:
         if cands[t].ids() != q_ids:
             raise DataError(f"{lay.candidates(t)}: queries differ from teacher '{names[0]}'")
+    if cfg.relabel_above is not None:
+        raise ConfigError(f"mining.methods.{method}.relabel_above: the relabeling judge is not supported in "
+                          f"teacher ensembles (each teacher would judge differently); use it in a method of its own")
+    from ..mining.neardup import similarity_arrays
+
+    data = StudyData.load(lay)
     keys = query_keys(q_ids)
+
+    def sims(t, c):   # near-duplicate defences: each teacher's own embeddings
+        emb_path = lay.teacher_dir(t) / "corpus.npy"
+        emb = np.load(emb_path, mmap_mode="r") if emb_path.is_file() else None
+        return similarity_arrays(cfg, c, doc_texts=data.doc_texts, embeddings=emb, where=f"mining.methods.{method}")
+
     mined = [mine(c.cand_ids, c.cand_scores, c.pos_ids, c.pos_scores, cfg, query_keys=keys,
-                  exclude_ids=c.exclude_ids, progress=False) for c in cands.values()]
+                  exclude_ids=c.exclude_ids, progress=False, **sims(t, c)) for t, c in cands.items()]
     *_, choice = cross_sample([(m.n_found[:, None],) for m in mined], seed=cfg.seed, query_keys=keys)
     n = cfg.num_negatives
     kinds = {
@@ -45,7 +59,6 @@ def mine_ensembles(study: Study, root=None, *, method: str | None = None) -> dic
         "intra_sample_dedup": intra_sample(mined, n, dedupe=True, per_teacher=n),
         "intra_sample_kept": intra_sample(mined, n, dedupe=False, per_teacher=n),
     }
-    data = StudyData.load(lay)
     hidden = data.hidden(q_ids)
     result = {}
     for kind, m in kinds.items():

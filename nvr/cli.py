@@ -56,6 +56,11 @@ Methods are presets (see `nvr presets`) refined by the options below, e.g.
 Inputs:
   nvr mine --beir data/scifact --split train --out mined.jsonl            # BEIR folder
   nvr mine --pairs pairs.jsonl --corpus corpus.jsonl --out mined.jsonl    # own pairs + corpus
+  nvr mine --dataset pairs.parquet --out mined.jsonl                      # (anchor, positive) table
+  nvr mine --dataset pairs.csv --anchor-column question --positive-column answer \
+           --corpus passages.jsonl --corpus-column text --out mined.jsonl # + a candidate corpus
+  nvr mine --dataset my_saved_dataset/ --format n-tuple --out train.parquet  # save_to_disk folder
+  nvr mine --dataset sentence-transformers/natural-questions --out nq.jsonl  # hub (needs a network)
 
 Output formats (--format; the stats JSON is written beside every one):
   --format nvr            mined.jsonl   ids, scores, ranks (default; what nvr trains on)
@@ -67,6 +72,10 @@ Output formats (--format; the stats JSON is written beside every one):
   --format n-tuple        out.parquet   anchor, positive, negative_1..negative_n (full rows only)
   --format labeled-pair   out.parquet   anchor, positive (a document), label 1/0
   --format labeled-list   out.parquet   anchor, positive = [pos, neg..], labels [1, 0..]
+Sharded encoding (processes or GPUs; the same negatives as one process, scores equal to float32
+rounding since each shard batches its own texts):
+  torchrun --nproc_per_node 2 -m nvr mine --beir data/scifact --out mined.jsonl
+
 The last four are sentence-transformers' mine_hard_negatives formats (same columns and rows);
 load them with datasets.load_dataset("parquet", data_files="out.parquet")["train"].
 """)
@@ -74,7 +83,16 @@ load them with datasets.load_dataset("parquet", data_files="out.parquet")["train
     src.add_argument("--beir", type=Path, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
     src.add_argument("--split", default="train", help="qrels split whose queries are mined (default: train)")
     src.add_argument("--pairs", type=Path, help="training pairs JSON lines (query_id, query, positive_ids)")
-    src.add_argument("--corpus", type=Path, help="corpus.jsonl for --pairs (default: the BEIR folder's)")
+    src.add_argument("--corpus", type=Path,
+                     help="candidate corpus: a BEIR corpus.jsonl (needed with --pairs), or with --dataset any table "
+                          "(save_to_disk folder, .parquet, .csv, .tsv, .jsonl) whose --corpus-column holds the texts")
+    src.add_argument("--dataset", default=None,
+                     help="(anchor, positive) pairs: a Hugging Face dataset name (needs a network), a save_to_disk "
+                          "folder, or a .parquet / .csv / .tsv / .jsonl file; repeated anchors are merged into one "
+                          "query with several positives (all masked); the positives are the corpus unless --corpus "
+                          "adds candidates")
+    src.add_argument("--dataset-split", default="train", help="split of a hub dataset or a DatasetDict folder")
+    src.add_argument("--corpus-column", default=None, help="--corpus table: the text column (default: the first)")
     src.add_argument("--hidden", type=Path,
                      help="hidden_positives.jsonl: all true positives per query, to count false negatives")
     src.add_argument("--max-queries", type=int, default=None, help="mine only the first N queries")
@@ -151,8 +169,12 @@ load them with datasets.load_dataset("parquet", data_files="out.parquet")["train
     o.add_argument("--output-scores", action="store_true",
                    help="add the teacher's scores (sentence-transformers formats: a scores column; flagembedding: "
                         "pos_scores / neg_scores for distillation)")
-    o.add_argument("--anchor-column", default="anchor", help="sentence-transformers formats: the query column")
-    o.add_argument("--positive-column", default="positive", help="sentence-transformers formats: the positive column")
+    o.add_argument("--anchor-column", default=None,
+                   help="the query column of --dataset (default: its first) and of the sentence-transformers "
+                        "formats (default: the input's name, else 'anchor')")
+    o.add_argument("--positive-column", default=None,
+                   help="the positive column of --dataset (default: its second) and of the sentence-transformers "
+                        "formats (default: the input's name, else 'positive')")
     o.add_argument("--stats", type=Path, default=None, help="stats JSON (default: <out>.stats.json)")
     o.add_argument("--device", default="auto", help="torch device for dense teachers (auto, cpu, cuda, cuda:1)")
     p.set_defaults(func=cmd_mine)
@@ -163,7 +185,22 @@ def _load_inputs(args):
     from . import data as D
     from .errors import ConfigError, DataError
 
-    if args.beir:
+    if args.dataset is not None:
+        from .data.tables import load_table, pairs_from_table
+
+        table = load_table(args.dataset, split=args.dataset_split)
+        extra = None
+        if args.corpus is not None:
+            c = Path(args.corpus)
+            extra = D.read_corpus(c) if c.suffix == ".jsonl" and _is_beir_corpus(c) else \
+                load_table(c, split=args.dataset_split, flag="--corpus")
+        corpus, pairs = pairs_from_table(table, anchor_column=args.anchor_column,
+                                         positive_column=args.positive_column, corpus=extra,
+                                         corpus_column=args.corpus_column)
+        args._columns = (args.anchor_column or table.column_names[0], args.positive_column or table.column_names[1])
+        if not pairs:
+            raise DataError(f"--dataset {args.dataset}: no rows")
+    elif args.beir:
         ds = D.load_beir(args.beir, splits=[args.split])
         corpus = ds.corpus
         pairs = D.pairs_from_qrels(ds, args.split)
@@ -245,6 +282,20 @@ def _check_values(args, cfg, overrides) -> None:
                           f"window can give: {how} = {cap}")
 
 
+def _is_beir_corpus(path: Path) -> bool:
+    """A JSON-lines file whose first record has BEIR's ``_id`` field."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    return isinstance(json.loads(line), dict) and "_id" in json.loads(line)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return False
+
+
 def _input_files(args) -> dict[Path, str]:
     """Every file the run reads (resolved) -> how the message names it."""
     files: dict[Path, str] = {}
@@ -259,6 +310,8 @@ def _input_files(args) -> dict[Path, str]:
     for opt in ("pairs", "corpus", "hidden"):
         if getattr(args, opt) is not None:
             files.setdefault(Path(getattr(args, opt)).resolve(), f"--{opt}")
+    if args.dataset is not None and Path(args.dataset).exists():
+        files.setdefault(Path(args.dataset).resolve(), "--dataset")
     return files
 
 
@@ -283,8 +336,8 @@ def _check_paths(args, dense: bool) -> tuple[Path, Path, Path]:
     """Output paths (--out, --stats, the embedding cache) checked before anything is read or written."""
     from .errors import ConfigError
 
-    if bool(args.beir) == bool(args.pairs):
-        raise ConfigError("give exactly one of --beir FOLDER or --pairs FILE (with --corpus)")
+    if sum(x is not None and x is not False for x in (args.beir, args.pairs, args.dataset)) != 1:
+        raise ConfigError("give exactly one of --beir FOLDER, --pairs FILE (with --corpus) or --dataset NAME/PATH")
     if args.pairs and args.corpus is None:
         raise ConfigError("--pairs needs --corpus corpus.jsonl")
     inputs = _input_files(args)
@@ -311,6 +364,33 @@ def _check_paths(args, dense: bool) -> tuple[Path, Path, Path]:
             what = "is a file" if node == cache.absolute() else f"cannot be created: {node} is a file"
             raise ConfigError(f"{flag} {cache}: {what}, expected a folder")
     return out, stats, cache
+
+
+def _shard_encode(tc, dense: bool, doc_texts, q_texts, cache: Path, device: str) -> bool:
+    """Under ``torchrun --nproc_per_node N -m nvr mine ...``: every process encodes a contiguous
+    shard of the corpus and the queries into the embedding cache (rank 0 joins them; equal to one
+    process's to float32 rounding), then the ranks other than 0 are done (True). False without torchrun."""
+    import os
+
+    from . import distributed as Dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    Dist.init_from_env()
+    rank, ws = Dist.world()
+    if dense:
+        from .text.cache import encode_cached
+        from .text.encoder import Encoder
+
+        enc = Encoder(tc.encoder(device))
+        encode_cached(enc, doc_texts, "passage", cache / "corpus.npy")
+        encode_cached(enc, q_texts, "query", cache / "queries.npy")
+        del enc
+    Dist.barrier()
+    import torch.distributed as dist
+
+    dist.destroy_process_group()   # rank 0 goes on alone (no collective call waits for the others)
+    return rank != 0
 
 
 def cmd_mine(args) -> int:
@@ -365,6 +445,8 @@ def cmd_mine(args) -> int:
     doc_texts = [D.doc_text(corpus[d]) for d in doc_ids]
     pos = id_matrix([[index[d] for d in p.positive_ids] for p in pairs])
     q_ids = [p.query_id for p in pairs]
+    if _shard_encode(tc, dense, doc_texts, [p.query for p in pairs], cache, args.device):
+        return 0   # torchrun: this rank's share of the encode is written; rank 0 searches, mines and writes
     cands = rank_candidates(tc, q_ids, [p.query for p in pairs], doc_texts, pos, seed=cfg.seed,
                             cache_dir=cache, name="nvr mine", depth_key="--depth", device=args.device,
                             rescore_key="--rescore-model")
@@ -395,9 +477,10 @@ def cmd_mine(args) -> int:
         else:
             from .mining.formats import convert, stage_output
 
+            a_col, p_col = getattr(args, "_columns", None) or (args.anchor_column or "anchor",
+                                                               args.positive_column or "positive")
             records = convert(rows, args.format, corpus.__getitem__, output_scores=args.output_scores,
-                              num_negatives=cfg.num_negatives, anchor_column=args.anchor_column,
-                              positive_column=args.positive_column)
+                              num_negatives=cfg.num_negatives, anchor_column=a_col, positive_column=p_col)
             stats["format"] = {"name": args.format, "records": len(records)}
             staged.append(stage_output(out_abs, records, args.format))
         staged.append(nio.stage_json(stats_abs, jsonable(stats)))

@@ -182,3 +182,91 @@ def test_api_rejects_what_it_cannot_mean():
                                   seed=1)
     assert set(out.column_names) == {"query", "pos", "neg"} and len(out) == len(PAIRS) + 1
     assert [len(p) for p in out["pos"]][-1] == 2     # the repeated query: both positives, merged
+
+
+# --------------------------------------------------------------------------- their inputs
+@pytest.mark.parametrize("kind", ["parquet", "csv", "jsonl", "save_to_disk"])
+def test_dataset_inputs_mine_like_sentence_transformers(tmp_path, kind):
+    """`nvr mine --dataset` on a table of (anchor, positive) pairs, a repeated anchor merged into one
+    query with two positives, a separate candidate corpus: the same triplets as
+    sentence-transformers' mine_hard_negatives on that dataset and corpus."""
+    import datasets
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.util import mine_hard_negatives
+
+    from nvr.models import resolve_model
+
+    ds, corpus = _api_data()
+    src = {"parquet": tmp_path / "pairs.parquet", "csv": tmp_path / "pairs.csv", "jsonl": tmp_path / "pairs.jsonl",
+           "save_to_disk": tmp_path / "saved"}[kind]
+    if kind == "parquet":
+        ds.to_parquet(str(src))
+    elif kind == "csv":
+        ds.to_csv(str(src), index=False)
+    elif kind == "jsonl":
+        ds.to_json(str(src))
+    else:
+        ds.save_to_disk(str(src))
+    extra = tmp_path / "extra.jsonl"
+    datasets.Dataset.from_dict({"text": corpus}).to_json(str(extra))
+    out = tmp_path / "triplets.parquet"
+    rc = main(["mine", "--dataset", str(src), "--corpus", str(extra), "--teacher", "pkg:all-MiniLM-L6-v2",
+               "--max-query-length", "256", "--max-passage-length", "256", "--depth", str(RANGE_MAX + 2),
+               "--window", str(RANGE_MAX), "--method", "naive", "--num-negatives", str(N),
+               "--cache-dir", str(tmp_path / "cache"), "--format", "triplet", "--out", str(out)])
+    assert rc == 0
+    ours = datasets.load_dataset("parquet", data_files=str(out))["train"]
+    model = SentenceTransformer(str(resolve_model("pkg:all-MiniLM-L6-v2")), device="cpu")
+    model.max_seq_length = 256
+    theirs = mine_hard_negatives(ds, model, corpus=corpus, range_max=RANGE_MAX, num_negatives=N, use_faiss=False,
+                                 verbose=False, batch_size=8, output_format="triplet")
+    assert ours.column_names == theirs.column_names == ["query", "answer", "negative"]
+    assert ours.to_list() == theirs.to_list()
+
+
+def test_dataset_input_errors_name_the_flag(tmp_path, capsys):
+    import datasets
+
+    datasets.Dataset.from_dict({"q": ["a"], "p": ["b"]}).to_parquet(str(tmp_path / "p.parquet"))
+    (tmp_path / "odd.xyz").write_text("x")
+    for args, fragment in (
+        (["--dataset", str(tmp_path / "p.parquet"), "--anchor-column", "query"], "--anchor-column 'query': not a column"),
+        (["--dataset", str(tmp_path / "odd.xyz")], "unknown format"),
+        (["--dataset", str(tmp_path)], "not one written by datasets' save_to_disk"),
+        (["--dataset", str(tmp_path / "p.parquet"), "--beir", str(TINY)], "give exactly one of --beir"),
+    ):
+        rc = main(["mine", *args, "--teacher", "bm25", "--depth", "1", "--num-negatives", "1",
+                   "--out", str(tmp_path / "o.jsonl")])
+        err = capsys.readouterr().err
+        assert rc == 2 and fragment in err, (args, err)
+
+
+def test_torchrun_mine_equals_one_process(tmp_path):
+    """`torchrun --nproc_per_node 2 -m nvr mine` shards the encode over two processes (gloo on CPU)
+    and mines the same negatives as one process (scores equal to float32 rounding)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    common = ["mine", "--beir", str(TINY), "--split", "test", "--teacher", "pkg:all-MiniLM-L6-v2", "--depth", "5",
+              "--method", "percpos095", "--num-negatives", "2", "--batch-size", "2"]
+    one = subprocess.run([sys.executable, "-m", "nvr", *common, "--out", str(tmp_path / "one.jsonl"),
+                          "--cache-dir", str(tmp_path / "c1")], env=env, capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          "29517", "-m", "nvr", *common, "--out", str(tmp_path / "two.jsonl"),
+                          "--cache-dir", str(tmp_path / "c2")], env=env, capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    import numpy as np
+
+    rows1 = [json.loads(x) for x in (tmp_path / "one.jsonl").read_text().splitlines()]
+    rows2 = [json.loads(x) for x in (tmp_path / "two.jsonl").read_text().splitlines()]
+    # the same negatives and ranks; scores agree to float32 rounding (shards batch the texts differently)
+    key = lambda r: (r["query_id"], r["positive_ids"], r["negative_ids"], r["negative_ranks"])  # noqa: E731
+    assert [key(r) for r in rows2] == [key(r) for r in rows1] and len(rows1) > 3
+    for a, b in zip(rows1, rows2):
+        assert a["negative_scores"] == pytest.approx(b["negative_scores"], abs=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "c1" / "corpus.npy"), np.load(tmp_path / "c2" / "corpus.npy"),
+                               atol=1e-6)

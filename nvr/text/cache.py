@@ -4,7 +4,7 @@
 cache only when the manifest matches exactly (model fingerprint, every setting of the encoder's
 cache key, the torch dtype, the texts' hash). :func:`encode_sharded` / :func:`encode_cached`
 split the texts over torchrun processes (see :mod:`nvr.distributed`); the output equals one
-process'.
+process' to float32 rounding (each shard batches its own texts).
 
 A shared store (``$NVR_EMBEDDING_STORE``, default ``<nvr cache>/embeddings``; ``off`` disables it)
 keeps every finished array under the hash of its manifest, so a corpus a teacher has embedded

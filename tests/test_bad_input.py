@@ -225,8 +225,8 @@ MINE_CASES = [
          "nvr mine: error: argument --temperature: invalid float value: 'warm'"),
     case("selection-unknown", None, ["--selection", "best"], "argument --selection: invalid choice: 'best'"),
     case("depth-not-an-int", None, ["--depth", "ten"], "argument --depth: invalid int value: 'ten'"),
-    case("no-input", None, [], "give exactly one of --beir FOLDER or --pairs FILE", base="none"),
-    case("beir-and-pairs", None, ["--pairs", "{pairs}"], "give exactly one of --beir FOLDER or --pairs FILE"),
+    case("no-input", None, [], "give exactly one of --beir FOLDER, --pairs FILE (with --corpus) or --dataset", base="none"),
+    case("beir-and-pairs", None, ["--pairs", "{pairs}"], "give exactly one of --beir FOLDER, --pairs FILE (with --corpus) or --dataset"),
     case("pairs-without-corpus", None, [], "--pairs needs --corpus", base="pairs-nocorpus"),
     # output paths
     case("out-is-dir", mkdir("outdir"), ["--out", "{tmp}/outdir"], "--out {tmp}/outdir: is a folder"),

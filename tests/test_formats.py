@@ -270,3 +270,24 @@ def test_torchrun_mine_equals_one_process(tmp_path):
         assert a["negative_scores"] == pytest.approx(b["negative_scores"], abs=1e-6)
     np.testing.assert_allclose(np.load(tmp_path / "c1" / "corpus.npy"), np.load(tmp_path / "c2" / "corpus.npy"),
                                atol=1e-6)
+
+
+def test_defences_on_the_cli_count_what_they_remove(tmp_path):
+    """--max-positive-overlap and --relabel-above with --hidden: the stats say what each removed."""
+    hidden = tmp_path / "hidden.jsonl"
+    hidden.write_text(json.dumps({"query_id": "q6", "positive_ids": ["d1", "d2"]}) + "\n")
+    base = ["mine", "--beir", str(TINY), "--split", "train", "--teacher", "bm25", "--depth", "5",
+            "--method", "naive", "--num-negatives", "2", "--hidden", str(hidden)]
+    out = tmp_path / "nd.jsonl"
+    assert main(base + ["--max-positive-overlap", "0.05", "--out", str(out)]) == 0
+    st = json.loads(out.with_name(out.name + ".stats.json").read_text())
+    (row,) = st["near_duplicate_defences"]
+    assert row["defence"] == "shingle overlap" and row["threshold"] == 0.05
+    assert row["removed"] == row["fn_removed"] + row["tn_lost"]
+    out2 = tmp_path / "rel.jsonl"
+    assert main(base + ["--relabel-above", "0.0", "--out", str(out2)]) == 0
+    st2 = json.loads(out2.with_name(out2.name + ".stats.json").read_text())
+    rows = [json.loads(x) for x in out2.read_text().splitlines()]
+    assert st2["relabeled_positives"] == sum(len(r["relabeled_positive_ids"]) for r in rows) > 0
+    assert all(not set(r["relabeled_positive_ids"]) & set(r["negative_ids"]) for r in rows)
+    assert "relabel_precision" in st2

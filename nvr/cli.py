@@ -43,8 +43,10 @@ def _mine_parser(sub) -> argparse.ArgumentParser:
 Mine hard negatives with a teacher and a method of the NV-Retriever paper.
 
 Input is a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv: every qrels
-positive of a query is masked) or training pairs (JSON lines with query_id, query,
-positive_ids) plus a corpus.jsonl. Output is JSON lines, one per query kept:
+positive of a query is masked), training pairs (JSON lines with query_id, query,
+positive_ids) plus a corpus.jsonl, or a table of (anchor, positive) pairs (--dataset: a hub
+dataset, a save_to_disk folder, parquet, CSV, JSON lines). Output (--format nvr, the default)
+is JSON lines, one per query kept:
 query_id, query, positive_ids, positive_scores, negative_ids, negative_scores,
 negative_ranks (1-based rank in the teacher's candidate list). A stats JSON beside it
 gives counts, score summaries and, with --hidden, the exact false-negative rate.
@@ -57,8 +59,8 @@ Inputs:
   nvr mine --beir data/scifact --split train --out mined.jsonl            # BEIR folder
   nvr mine --pairs pairs.jsonl --corpus corpus.jsonl --out mined.jsonl    # own pairs + corpus
   nvr mine --dataset pairs.parquet --out mined.jsonl                      # (anchor, positive) table
-  nvr mine --dataset pairs.csv --anchor-column question --positive-column answer \
-           --corpus passages.jsonl --corpus-column text --out mined.jsonl # + a candidate corpus
+  nvr mine --dataset pairs.csv --anchor-column question --positive-column answer --corpus passages.jsonl
+           --corpus-column text --out mined.jsonl                        # + a candidate corpus
   nvr mine --dataset my_saved_dataset/ --format n-tuple --out train.parquet  # save_to_disk folder
   nvr mine --dataset sentence-transformers/natural-questions --out nq.jsonl  # hub (needs a network)
 

@@ -19,7 +19,8 @@ relative_margin        TopK-PercPos with ``perc = 1 - relative_margin`` (ST keep
 num_negatives          n
 sampling_strategy      ``top`` or ``random`` (uniform over the survivors; nvr adds ``softmax`` /
                        ``top1_softmax`` through ``selection``)
-prompts / query_prompt a query prefix (``{"query": "..."}`` or the string)
+prompts                the query prefix (``prompts["query"]`` or ``query_prompt``) and the passage
+                       prefix (``prompts["corpus"]`` or ``corpus_prompt``)
 output_format          ``triplet`` / ``n-tuple`` / ``labeled-pair`` / ``labeled-list`` (+ nvr's)
 output_scores          add the teacher's scores
 cache_folder           where the corpus and query embeddings are cached (reused when they match)
@@ -46,27 +47,54 @@ def _column(dataset, name: str | None, index: int, what: str) -> str:
     return name
 
 
-def mine_hard_negatives(dataset, model: str = "pkg:all-MiniLM-L6-v2", *, anchor_column_name: str | None = None,
+def _teacher_of(model) -> tuple[str, str | None, int | None]:
+    """(model reference, pooling, max length) of a model given as a reference or as a loaded
+    ``SentenceTransformer`` (its transformer's path or hub id, its pooling mode, its max_seq_length)."""
+    if isinstance(model, (str, Path)):
+        return str(model), None, None
+    try:
+        ref = model[0].auto_model.config._name_or_path
+    except (AttributeError, IndexError, KeyError, TypeError):
+        raise ConfigError("mine_hard_negatives: model must be a model reference (hub id, local folder, pkg:NAME, "
+                          "'bm25', 'random') or a SentenceTransformer") from None
+    pooling = None
+    try:
+        mode = model[1].get_pooling_mode_str()
+        pooling = {"mean": "mean", "cls": "cls", "lasttoken": "last"}.get(mode)
+        if pooling is None:
+            raise ConfigError(f"mine_hard_negatives: the SentenceTransformer's pooling {mode!r} is not one nvr "
+                              f"encodes with (mean, cls, lasttoken)")
+    except (AttributeError, IndexError, TypeError):
+        pass
+    return str(ref), pooling, getattr(model, "max_seq_length", None)
+
+
+def mine_hard_negatives(dataset, model="pkg:all-MiniLM-L6-v2", *, anchor_column_name: str | None = None,
                         positive_column_name: str | None = None, corpus: list[str] | None = None,
                         cross_encoder: str | None = None, range_min: int = 0, range_max: int | None = None,
                         max_score: float | None = None, min_score: float | None = None,
                         absolute_margin: float | None = None, relative_margin: float | None = None,
                         num_negatives: int = 3, sampling_strategy: str = "top", query_prompt: str | None = None,
-                        prompts: dict | None = None, batch_size: int = 32, max_length: int = 256,
+                        corpus_prompt: str | None = None, prompts: dict | None = None, batch_size: int = 32,
+                        max_length: int | None = None,
                         output_format: str = "triplet", output_scores: bool = False,
                         cache_folder: str | Path | None = None, seed: int = 0, selection: str | None = None,
                         temperature: float | None = None, shortfall: str = "keep", anchor: str = "min",
                         perc: float | None = None, device: str = "auto", **ignored: Any):
     """Mine hard negatives for the (anchor, positive) pairs of ``dataset``; returns a ``datasets.Dataset``.
 
-    model: a teacher reference (hub id, local folder, ``pkg:NAME``), ``"bm25"`` or ``"random"``.
+    model: a teacher reference (hub id, local folder, ``pkg:NAME``), ``"bm25"`` or ``"random"``, or a
+    loaded ``SentenceTransformer`` (its transformer's path or id, pooling and max_seq_length are used).
+    max_length: tokens per query and passage (default: the SentenceTransformer's max_seq_length, else 256).
+    query_prompt / corpus_prompt (or ``prompts={"query": .., "corpus": ..}``): prefixes.
     corpus: candidate passages (default: the dataset's positives); the positives are always part of
     it, duplicates by exact text merged (as sentence-transformers does). Queries that repeat are
     merged: every positive of a query is masked for all of its rows. cross_encoder: re-score the
     candidates and positives with it (nvr's rescoring; the margins then use its scores).
     perc: TopK-PercPos directly (``relative_margin = 1 - perc``; give one of the two).
-    ``use_faiss``, ``verbose`` and ``faiss_batch_size`` are accepted and ignored (nvr's exact search
-    is faster than a flat faiss index on CPU and is the same on GPU).
+    ``use_faiss``, ``verbose``, ``faiss_batch_size`` and ``use_multi_process`` are accepted and
+    ignored (nvr's exact search is faster than a flat faiss index on CPU and is the same on GPU);
+    ``include_positives`` / ``as_triplets`` are refused (use ``output_format``).
     """
     from .config import TeacherConfig, build
     from .mining import mine, query_keys, to_rows
@@ -75,10 +103,14 @@ def mine_hard_negatives(dataset, model: str = "pkg:all-MiniLM-L6-v2", *, anchor_
     from .mining.teachers import rank_candidates
     from .stages.context import id_matrix
 
-    unknown = sorted(set(ignored) - {"use_faiss", "verbose", "faiss_batch_size", "use_multi_process",
-                                     "as_triplets", "include_positives"})
+    unknown = sorted(set(ignored) - {"use_faiss", "verbose", "faiss_batch_size", "use_multi_process"})
     if unknown:
-        raise ConfigError(f"mine_hard_negatives: unknown argument {unknown[0]!r}")
+        raise ConfigError(f"mine_hard_negatives: unknown argument {unknown[0]!r}" +
+                          (" (nvr mines negatives only: include_positives / as_triplets are not supported; "
+                           "use output_format)" if unknown[0] in ("include_positives", "as_triplets") else ""))
+    model, st_pooling, st_length = _teacher_of(model)
+    if max_length is None:
+        max_length = st_length or 256
     if output_format not in FORMATS:
         raise ConfigError(f"mine_hard_negatives: output_format {output_format!r}; one of {', '.join(FORMATS)}")
     if sampling_strategy not in ("top", "random"):
@@ -115,12 +147,16 @@ def mine_hard_negatives(dataset, model: str = "pkg:all-MiniLM-L6-v2", *, anchor_
         raise ConfigError(f"mine_hard_negatives: range_max ({range_max}) must exceed range_min ({range_min})")
     reach = range_max if range_max is not None else len(texts)
     depth = max(1, min(reach + max_pos, len(texts)))
-    prefix = query_prompt if query_prompt is not None else (prompts or {}).get("query", "")
+    prompts = prompts or {}
+    prefix = query_prompt if query_prompt is not None else prompts.get("query", "")
+    p_prefix = corpus_prompt if corpus_prompt is not None else next(
+        (prompts[k] for k in ("corpus", "passage", "document") if k in prompts), "")
     if model in ("bm25", "random"):
         spec = {"kind": model, "depth": depth}
     else:
-        spec = {"kind": "dense", "model": str(model), "query_prefix": prefix, "max_query_length": max_length,
-                "max_passage_length": max_length, "batch_size": batch_size, "depth": depth}
+        spec = {"kind": "dense", "model": str(model), "query_prefix": prefix, "passage_prefix": p_prefix,
+                "max_query_length": max_length, "max_passage_length": max_length, "batch_size": batch_size,
+                "depth": depth, **({"pooling": st_pooling} if st_pooling else {})}
     if cross_encoder is not None:
         spec["rescore_model"] = str(cross_encoder)
     tc = build(TeacherConfig, spec, "mine_hard_negatives")

@@ -141,7 +141,9 @@ def _api_data():
     {"output_format": "n-tuple", "range_min": 1},
     {"output_format": "labeled-pair", "absolute_margin": 0.05},
     {"output_format": "triplet", "max_score": 0.5, "output_scores": True},
-], ids=["triplet", "labeled-list-scores", "n-tuple-range-min", "labeled-pair-margin", "triplet-max-score"])
+    {"output_format": "labeled-list", "relative_margin": 0.05, "min_score": 0.05},
+], ids=["triplet", "labeled-list-scores", "n-tuple-range-min", "labeled-pair-margin", "triplet-max-score",
+        "labeled-list-relative-margin-min-score"])
 def test_api_matches_sentence_transformers(kwargs):
     """nvr.mine_hard_negatives with sentence-transformers' argument names gives its output."""
     import nvr
@@ -152,9 +154,10 @@ def test_api_matches_sentence_transformers(kwargs):
 
     ds, corpus = _api_data()
     common = dict(corpus=corpus, range_max=4, num_negatives=N, batch_size=8, **kwargs)
-    ours = nvr.mine_hard_negatives(ds, "pkg:all-MiniLM-L6-v2", max_length=256, **common)
     model = SentenceTransformer(str(resolve_model("pkg:all-MiniLM-L6-v2")), device="cpu")
     model.max_seq_length = 256
+    # the drop-in: the same SentenceTransformer object sentence-transformers gets
+    ours = nvr.mine_hard_negatives(ds, model, **common)
     theirs = mine_hard_negatives(ds, model, use_faiss=False, verbose=False, **common)
     assert ours.column_names == theirs.column_names
     strip = lambda rows: [{k: v for k, v in r.items() if k not in ("scores", "score")} for r in rows]  # noqa: E731
@@ -176,6 +179,10 @@ def test_api_rejects_what_it_cannot_mean():
         nvr.mine_hard_negatives(ds, "bm25", positive_column_name="pos")
     with pytest.raises(ConfigError, match="unknown argument 'rang_max'"):
         nvr.mine_hard_negatives(ds, "bm25", rang_max=3)
+    with pytest.raises(ConfigError, match="include_positives / as_triplets are not supported"):
+        nvr.mine_hard_negatives(ds, "bm25", include_positives=True)
+    with pytest.raises(ConfigError, match="model must be a model reference"):
+        nvr.mine_hard_negatives(ds, 42)
     with pytest.raises(ConfigError, match="range_max \\(2\\) must exceed range_min \\(2\\)"):
         nvr.mine_hard_negatives(ds, "bm25", range_min=2, range_max=2)
     out = nvr.mine_hard_negatives(ds, "bm25", corpus=corpus, num_negatives=2, output_format="flagembedding",
@@ -291,3 +298,31 @@ def test_defences_on_the_cli_count_what_they_remove(tmp_path):
     assert st2["relabeled_positives"] == sum(len(r["relabeled_positive_ids"]) for r in rows) > 0
     assert all(not set(r["relabeled_positive_ids"]) & set(r["negative_ids"]) for r in rows)
     assert "relabel_precision" in st2
+
+
+def test_dataset_with_a_beir_corpus_keeps_its_ids_and_positives(tmp_path):
+    """A BEIR corpus beside --dataset: a positive whose text is a corpus document is that document
+    (its BEIR id), other positives get ids no corpus document has; nothing is overwritten."""
+    import datasets
+
+    from nvr.data.beir import doc_text, read_corpus
+    from nvr.data.tables import pairs_from_table
+
+    corpus = read_corpus(TINY / "corpus.jsonl")
+    texts = {d: doc_text(c) for d, c in corpus.items()}
+    ds = datasets.Dataset.from_dict({"q": ["capital of Germany", "a new one"], "p": [texts["d2"], "d1 is not an id"]})
+    docs, pairs = pairs_from_table(ds, corpus=corpus)
+    assert pairs[0].positive_ids == ["d2"] and docs["d2"] == corpus["d2"]
+    new = pairs[1].positive_ids[0]
+    assert new not in corpus and docs[new]["text"] == "d1 is not an id"
+    assert all(docs[d] == corpus[d] for d in corpus)          # every BEIR document intact
+    assert len(docs) == len(corpus) + 1
+
+
+def test_dataset_bytes_that_are_not_utf8_name_the_line(tmp_path, capsys):
+    bad = tmp_path / "pairs.jsonl"
+    bad.write_bytes(b'{"q": "a", "p": "b"}\n{"q": "caf\xe9", "p": "c"}\n')
+    rc = main(["mine", "--dataset", str(bad), "--teacher", "bm25", "--depth", "1", "--num-negatives", "1",
+               "--out", str(tmp_path / "o.jsonl")])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{bad}:2: not valid UTF-8" in err and "Traceback" not in err

@@ -38,6 +38,11 @@ def load_table(ref: str | Path, *, split: str = "train", flag: str = "--dataset"
             if not path.is_file():
                 raise DataError(f"{flag} {path}: file not found")
             kind = TABLE_SUFFIXES[path.suffix.lower()]
+            if kind in ("csv", "json"):   # a byte that is not UTF-8: name the file and line, not a traceback
+                from ..io import iter_lines
+
+                for _ in iter_lines(path):
+                    pass
             kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
             return datasets.load_dataset(kind, data_files=str(path), split="train", **kwargs)
         if path.exists():
@@ -68,13 +73,21 @@ def pairs_from_table(ds, *, anchor_column: str | None = None, positive_column: s
     candidate corpus table, or a BEIR corpus dict)."""
     a_col = _column(ds, anchor_column, 0, "anchor", where)
     p_col = _column(ds, positive_column, 1, "positive", where)
+    from .beir import doc_text
+
     docs: dict[str, dict] = {}
     index: dict[str, str] = {}
+    if isinstance(corpus, dict):       # a BEIR corpus first: its own ids (a positive with its text is that doc)
+        for doc_id, doc in corpus.items():
+            index.setdefault(doc_text(doc), str(doc_id))
+            docs[str(doc_id)] = doc
+    fresh = iter(range(10**12))
 
     def add(text: str) -> str:
         if text not in index:
-            index[text] = f"d{len(index)}"
-            docs[index[text]] = {"title": "", "text": text}
+            new = next(f"d{i}" for i in fresh if f"d{i}" not in docs)   # never an id of the BEIR corpus
+            index[text] = new
+            docs[new] = {"title": "", "text": text}
         return index[text]
 
     order: list[str] = []
@@ -89,15 +102,7 @@ def pairs_from_table(ds, *, anchor_column: str | None = None, positive_column: s
             order.append(q)
         if d not in positives[q]:
             positives[q].append(d)
-    if isinstance(corpus, dict):       # a BEIR corpus: its own ids, texts not already present
-        for doc_id, doc in corpus.items():
-            from .beir import doc_text
-
-            t = doc_text(doc)
-            if t not in index:
-                index[t] = str(doc_id)
-                docs[str(doc_id)] = doc
-    elif corpus is not None:
+    if corpus is not None and not isinstance(corpus, dict):   # a table of candidate texts
         col = _column(corpus, corpus_column, 0, "corpus", "--corpus")
         for i, t in enumerate(corpus[col]):
             if not isinstance(t, str) or not t.strip():

@@ -97,7 +97,7 @@ def mine_hard_negatives(dataset, model="pkg:all-MiniLM-L6-v2", *, anchor_column_
     ``include_positives`` / ``as_triplets`` are refused (use ``output_format``).
     """
     from .config import TeacherConfig, build
-    from .mining import mine, query_keys, to_rows
+    from .mining import to_rows
     from .mining.formats import FORMATS, convert
     from .mining.methods import MiningConfig
     from .mining.teachers import rank_candidates
@@ -177,8 +177,7 @@ def mine_hard_negatives(dataset, model="pkg:all-MiniLM-L6-v2", *, anchor_column_
                        temperature=temperature if temperature is not None else MiningConfig.temperature,
                        shortfall=shortfall, seed=seed)
     cfg.validate("mine_hard_negatives")
-    mined = mine(cands.cand_ids, cands.cand_scores, cands.pos_ids, cands.pos_scores, cfg,
-                 query_keys=query_keys(q_ids), exclude_ids=cands.exclude_ids, progress=False)
+    mined = cands.mine(cfg)
     doc_ids = [str(i) for i in range(len(texts))]
     rows = to_rows(mined, q_ids, q_texts, [[str(i) for i in q_pos[q]] for q in q_texts], cands.pos_scores, doc_ids)
     records = convert(rows, output_format, lambda d: {"title": "", "text": texts[int(d)]},

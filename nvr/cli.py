@@ -456,14 +456,13 @@ def cmd_mine(args) -> int:
 
     emb = np.load(cache / "corpus.npy", mmap_mode="r") if dense and (cache / "corpus.npy").is_file() else None
     sims = similarity_arrays(cfg, cands, doc_texts=doc_texts, embeddings=emb, where="nvr mine")
-    mined = M.mine(cands.cand_ids, cands.cand_scores, cands.pos_ids, cands.pos_scores, cfg,
-                   query_keys=M.query_keys(q_ids), exclude_ids=cands.exclude_ids, **sims)
+    mined = cands.mine(cfg, progress=True, **sims)
     hidden_mat = None
     if hidden is not None:
         hidden_mat = id_matrix([[index[d] for d in hidden.get(q, [])] for q in q_ids])
     stats = M.mining_stats(mined, cands.pos_scores, hidden_pos_ids=hidden_mat)
     if hidden_mat is not None and sims:
-        stats["near_duplicate_defences"] = defence_stats(cfg, cands, hidden_mat, doc_texts=doc_texts, embeddings=emb)
+        stats["near_duplicate_defences"] = defence_stats(cfg, cands, hidden_mat, sims)
     rows = M.to_rows(mined, q_ids, [p.query for p in pairs], [p.positive_ids for p in pairs],
                      cands.pos_scores, doc_ids)
     stats.update(method=args.method, teacher=args.teacher, config=vars(cfg), seconds=round(time.time() - t0, 2))

@@ -664,7 +664,7 @@ def test_near_duplicates_are_never_negatives_and_their_removal_is_counted():
     with pytest.raises(ValueError, match="max_positive_overlap needs pos_overlap"):
         mine(cands.cand_ids, cands.cand_scores, cands.pos_ids, cands.pos_scores, cfg,
              query_keys=np.array([1], dtype=np.uint64), progress=False)
-    rows = defence_table(cands, MiningConfig(num_negatives=2), hidden_pos_ids=np.array([[0, 1]]), doc_texts=docs,
+    rows = defence_table(cands, MiningConfig(num_negatives=2), hidden_pos_ids=np.array([[0, 1]]), sims={"pos_overlap": ov},
                          overlaps=(0.5,))
     assert rows[0]["false_negative_rate"] == 0.5            # naive picks 1 (hidden) and 5
     r = rows[1]

@@ -44,6 +44,16 @@ class Candidates:
     def ids(self) -> list[str]:
         return [str(q) for q in self.query_ids]
 
+    def mine(self, cfg, *, query_keys=None, progress: bool = False, **arrays):
+        """:func:`nvr.mining.mine` on these candidates (``query_keys`` default: from the query ids;
+        ``arrays``: a defence's ``pos_cosine`` / ``pos_overlap`` / ``judge_scores``)."""
+        from .core import mine
+        from .hashing import query_keys as keys_of
+
+        keys = keys_of(self.ids()) if query_keys is None else query_keys
+        return mine(self.cand_ids, self.cand_scores, self.pos_ids, self.pos_scores, cfg, query_keys=keys,
+                    exclude_ids=self.exclude_ids, progress=progress, **arrays)
+
     def arrays(self) -> dict[str, np.ndarray]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 

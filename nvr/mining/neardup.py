@@ -90,27 +90,28 @@ def positive_cosine(embeddings, cand_ids, pos_ids, chunk: int = 4096) -> np.ndar
     return out
 
 
-def defence_table(cands, base, *, hidden_pos_ids, doc_texts=None, embeddings=None,
+def defence_table(cands, base, *, hidden_pos_ids, sims: dict,
                   cosines: Sequence[float] = (0.95, 0.9, 0.8, 0.7, 0.6, 0.5),
                   overlaps: Sequence[float] = (0.5, 0.3, 0.1, 0.05)) -> list[dict]:
     """What each near-duplicate defence removes from ``base``'s negatives, against the hidden labels.
 
-    For each threshold: the negatives ``base`` mines without the defence that the defence removes
-    (``removed``), how many of those are known false negatives (``fn_removed``; precision =
-    fn_removed / removed) out of all false negatives among ``base``'s negatives (recall), the true
-    negatives lost, and the false-negative rate of what ``base`` + defence then mines.
+    sims: the candidates' similarity to a positive, ``{"pos_cosine": .., "pos_overlap": ..}`` (either
+    may be absent: that defence is skipped). For each threshold: the negatives ``base`` mines without
+    the defence that the defence removes (``removed``), how many of those are known false negatives
+    (``fn_removed``; precision = fn_removed / removed) out of all false negatives among ``base``'s
+    negatives (recall), the true negatives lost, and the false-negative rate of what ``base`` +
+    defence then mines.
     """
     from dataclasses import replace
 
-    from .core import mine, row_isin
+    from .core import row_isin
     from .hashing import query_keys
 
     keys = query_keys(cands.ids())
     hidden = np.asarray(hidden_pos_ids, dtype=np.int64)
 
     def run(cfg, **arrays):
-        m = mine(cands.cand_ids, cands.cand_scores, cands.pos_ids, cands.pos_scores, cfg, query_keys=keys,
-                 exclude_ids=cands.exclude_ids, progress=False, **arrays)
+        m = cands.mine(cfg, query_keys=keys, **arrays)
         valid = (m.neg_ids >= 0) & m.keep[:, None]
         return m, valid, row_isin(m.neg_ids, hidden) & valid
 
@@ -120,42 +121,27 @@ def defence_table(cands, base, *, hidden_pos_ids, doc_texts=None, embeddings=Non
              "precision": None, "recall": None, "false_negative_rate": float(fn0.sum() / max(v0.sum(), 1)),
              "fn_total": total_fn}]
     specs = []
-    if embeddings is not None:
-        cos = positive_cosine(embeddings, cands.cand_ids, cands.pos_ids)
-        specs += [("embedding cosine", "max_positive_cosine", t, {"pos_cosine": cos}) for t in cosines]
-    if doc_texts is not None:
-        ov = positive_overlap(doc_texts, cands.cand_ids, cands.pos_ids)
-        specs += [("shingle overlap", "max_positive_overlap", t, {"pos_overlap": ov}) for t in overlaps]
-    for label, field, t, arrays in specs:
-        sim = next(iter(arrays.values()))
+    if "pos_cosine" in sims:
+        specs += [("embedding cosine", "max_positive_cosine", t, "pos_cosine") for t in cosines]
+    if "pos_overlap" in sims:
+        specs += [("shingle overlap", "max_positive_overlap", t, "pos_overlap") for t in overlaps]
+    # each base negative's column in the candidate list (its rank - 1; padding -> the nan column K)
+    cols = np.where(m0.neg_ids >= 0, m0.neg_ranks.astype(np.int64) - 1, cands.cand_ids.shape[1])
+    for label, field, t, name in specs:
+        sim = sims[name]
         # the base negatives this defence would never emit
         padded = np.concatenate([sim, np.full((sim.shape[0], 1), np.nan, np.float32)], axis=1)
-        col = np.take_along_axis(padded, _positions(cands.cand_ids, m0.neg_ids), axis=1)
+        col = np.take_along_axis(padded, cols, axis=1)
         with np.errstate(invalid="ignore"):
             hit = v0 & (col >= t)
         fn_hit = int((hit & fn0).sum())
-        m, v, fn = run(replace(base, **{field: t}), **arrays)
+        m, v, fn = run(replace(base, **{field: t}), **{name: sim})
         rows.append({"defence": label, "threshold": t, "removed": int(hit.sum()), "fn_removed": fn_hit,
                      "tn_lost": int(hit.sum()) - fn_hit,
                      "precision": fn_hit / int(hit.sum()) if hit.any() else None,
                      "recall": fn_hit / total_fn if total_fn else None,
                      "false_negative_rate": float(fn.sum() / max(v.sum(), 1))})
     return rows
-
-
-def _positions(cand_ids: np.ndarray, neg_ids: np.ndarray) -> np.ndarray:
-    """int (Q, n): the column of each negative in its row of ``cand_ids`` (K for padding)."""
-    k = cand_ids.shape[1]
-    out = np.full(neg_ids.shape, k, dtype=np.int64)
-    for r in range(neg_ids.shape[0]):
-        where: dict[int, int] = {}
-        for c, d in enumerate(cand_ids[r]):
-            if d >= 0:
-                where.setdefault(int(d), c)
-        for j, d in enumerate(neg_ids[r]):
-            if d >= 0:
-                out[r, j] = where.get(int(d), k)
-    return out
 
 
 def similarity_arrays(cfg, cands, *, doc_texts=None, embeddings=None, where: str = "mining") -> dict:
@@ -180,17 +166,17 @@ def similarity_arrays(cfg, cands, *, doc_texts=None, embeddings=None, where: str
     return out
 
 
-def defence_stats(cfg, cands, hidden_pos_ids, *, doc_texts=None, embeddings=None) -> list[dict]:
+def defence_stats(cfg, cands, hidden_pos_ids, sims: dict) -> list[dict]:
     """For ``cfg``'s own near-duplicate thresholds: what each removes compared with ``cfg`` without it
-    (rows of :func:`defence_table`, the baseline row left out)."""
+    (rows of :func:`defence_table`, the baseline row left out). ``sims``: the arrays
+    :func:`similarity_arrays` gave for ``cfg`` (not computed again)."""
     from dataclasses import replace
 
     if cfg.max_positive_cosine is None and cfg.max_positive_overlap is None:
         return []
     base = replace(cfg, max_positive_cosine=None, max_positive_overlap=None, relabel_above=None)
     rows = defence_table(cands, base, hidden_pos_ids=hidden_pos_ids,
-                         doc_texts=doc_texts if cfg.max_positive_overlap is not None else None,
-                         embeddings=embeddings if cfg.max_positive_cosine is not None else None,
+                         sims={k: v for k, v in sims.items() if k in ("pos_cosine", "pos_overlap")},
                          cosines=[cfg.max_positive_cosine] if cfg.max_positive_cosine is not None else [],
                          overlaps=[cfg.max_positive_overlap] if cfg.max_positive_overlap is not None else [])
     return rows[1:]

@@ -15,7 +15,6 @@ from dataclasses import replace
 import numpy as np
 
 from .candidates import Candidates
-from .core import mine
 from .hashing import query_keys
 from .methods import MiningConfig
 from .stats import mining_stats
@@ -50,8 +49,7 @@ def threshold_sweep(cands: Candidates, base: MiningConfig, *, hidden_pos_ids=Non
     rows = []
     for field, value in points:
         cfg = base if field is None else replace(base, **{field: value})
-        m = mine(cands.cand_ids, cands.cand_scores, cands.pos_ids, cands.pos_scores, cfg, query_keys=keys,
-                 exclude_ids=cands.exclude_ids, progress=False)
+        m = cands.mine(cfg, query_keys=keys)
         st = mining_stats(m, cands.pos_scores, hidden_pos_ids=hidden_pos_ids)
         kept = max(st["queries_kept"], 1)
         rows.append({"filter": field, "threshold": value,

@@ -105,60 +105,53 @@ def collect(root, study) -> Results:
             with np.load(lay.candidates(t)) as z:
                 R.cand_ids[t] = z["cand_ids"]
     R.ensembles = {p.name[: -len(".stats.json")]: _read(p) for p in sorted(lay.ensembles_dir.glob("[!.]*.stats.json"))}
-    R.mining_sweep = mining_sweep(lay, study, R.baseline)
-    R.defences = defences(lay, study, R.baseline)
+    if R.baseline is not None and lay.candidates(study.teacher).is_file() and lay.train_pairs.is_file():
+        from ..mining.candidates import Candidates
+        from ..stages.context import StudyData
+
+        # the study teacher's candidates and the data, read once for both mining-side tables
+        cands, data = Candidates.load(lay.candidates(study.teacher)), StudyData.load(lay)
+        base = study.mining_config(R.baseline)
+        hidden = data.hidden(cands.ids())
+        R.mining_sweep = mining_sweep(cands, base, hidden)
+        if hidden is not None:
+            R.defences = defences(cands, base, hidden, data.doc_texts, lay.teacher_dir(study.teacher) / "corpus.npy")
     return R
 
 
-def mining_sweep(lay: Layout, study, baseline: str | None) -> list[dict]:
+def mining_sweep(cands, base, hidden) -> list[dict]:
     """The filters' threshold sweep on the study teacher's candidates (mining side, no training):
-    :func:`nvr.mining.sweep.threshold_sweep` from the baseline method's settings; [] without them."""
-    if baseline is None or not lay.candidates(study.teacher).is_file() or not lay.train_pairs.is_file():
-        return []
-    from ..mining.candidates import Candidates
+    :func:`nvr.mining.sweep.threshold_sweep` from the baseline method's settings ``base``."""
     from ..mining.sweep import threshold_sweep
-    from ..stages.context import StudyData
 
-    cands = Candidates.load(lay.candidates(study.teacher))
-    hidden = StudyData.load(lay).hidden(cands.ids())
-    return threshold_sweep(cands, study.mining_config(baseline), hidden_pos_ids=hidden)
+    return threshold_sweep(cands, base, hidden_pos_ids=hidden)
 
 
-def defences(lay: Layout, study, baseline: str | None) -> list[dict]:
+def defences(cands, base, hidden, doc_texts, emb_path: Path) -> list[dict]:
     """The false-negative defences beyond the paper, on the study teacher's candidates and the
-    baseline method's settings, against the hidden labels: near-duplicate exclusion (embedding
-    cosine, shingle overlap: :func:`nvr.mining.neardup.defence_table`) and SimANS sampling at a few
-    widths (the false-negative rate of what it selects). [] without hidden labels."""
-    if baseline is None or not lay.candidates(study.teacher).is_file() or not lay.hidden_positives.is_file():
-        return []
+    baseline method's settings ``base``, against the hidden labels: near-duplicate exclusion (embedding
+    cosine when the teacher's corpus embeddings are at ``emb_path``, shingle overlap:
+    :func:`nvr.mining.neardup.defence_table`), the relabeling judge and SimANS sampling at a few
+    widths (the false-negative rate of what it selects)."""
     from dataclasses import replace
 
-    from ..mining import mine, mining_stats, query_keys
-    from ..mining.candidates import Candidates
-    from ..mining.neardup import defence_table
-    from ..stages.context import StudyData
+    from ..mining import mining_stats, query_keys, row_isin
+    from ..mining.neardup import defence_table, positive_cosine, positive_overlap
 
-    cands = Candidates.load(lay.candidates(study.teacher))
-    data = StudyData.load(lay)
-    hidden = data.hidden(cands.ids())
-    emb_path = lay.teacher_dir(study.teacher) / "corpus.npy"
-    emb = np.load(emb_path, mmap_mode="r") if emb_path.is_file() else None
-    base = study.mining_config(baseline)
-    rows = defence_table(cands, base, hidden_pos_ids=hidden, doc_texts=data.doc_texts, embeddings=emb)
+    sims = {"pos_overlap": positive_overlap(doc_texts, cands.cand_ids, cands.pos_ids)}
+    if emb_path.is_file():
+        sims["pos_cosine"] = positive_cosine(np.load(emb_path, mmap_mode="r"), cands.cand_ids, cands.pos_ids)
+    rows = defence_table(cands, base, hidden_pos_ids=hidden, sims=sims)
     keys = query_keys(cands.ids())
     # the relabeling judge (here the teacher's own score; a cross-encoder with rescore_model)
-    from ..mining import row_isin
-
-    m0 = mine(cands.cand_ids, cands.cand_scores, cands.pos_ids, cands.pos_scores, base, query_keys=keys,
-              exclude_ids=cands.exclude_ids, progress=False)
+    m0 = cands.mine(base, query_keys=keys)
     fn0 = row_isin(m0.neg_ids, hidden) & (m0.neg_ids >= 0) & m0.keep[:, None]   # naive top-k's false negatives
     top = np.sort(cands.cand_scores[:, :10][np.isfinite(cands.cand_scores[:, :10])])
     for q in (0.99, 0.95, 0.9):   # thresholds at high quantiles of the top-10 candidate scores
         if not top.size:
             break
         t = round(float(np.quantile(top, q)), 3)
-        m = mine(cands.cand_ids, cands.cand_scores, cands.pos_ids, cands.pos_scores, replace(base, relabel_above=t),
-                 query_keys=keys, exclude_ids=cands.exclude_ids, progress=False, judge_scores=cands.cand_scores)
+        m = cands.mine(replace(base, relabel_above=t), query_keys=keys, judge_scores=cands.cand_scores)
         st = mining_stats(m, cands.pos_scores, hidden_pos_ids=hidden)
         rel, hit = st.get("relabeled_positives", 0), st.get("relabeled_true_positives", 0)
         rows.append({"defence": "judge relabels (teacher score >=)", "threshold": t, "removed": rel,
@@ -166,9 +159,7 @@ def defences(lay: Layout, study, baseline: str | None) -> list[dict]:
                      "recall": float((fn0 & row_isin(m0.neg_ids, m.relabel_ids)).sum() / fn0.sum()) if fn0.any() else None,
                      "false_negative_rate": st.get("false_negative_rate")})
     for width in (0.05, 0.1, 0.2):
-        cfg = replace(base, selection="simans", simans_width=width)
-        m = mine(cands.cand_ids, cands.cand_scores, cands.pos_ids, cands.pos_scores, cfg, query_keys=keys,
-                 exclude_ids=cands.exclude_ids, progress=False)
+        m = cands.mine(replace(base, selection="simans", simans_width=width), query_keys=keys)
         st = mining_stats(m, cands.pos_scores, hidden_pos_ids=hidden)
         rows.append({"defence": "SimANS sampling (width)", "threshold": width, "removed": None, "fn_removed": None,
                      "tn_lost": None, "precision": None, "recall": None,

@@ -21,7 +21,7 @@ def mine_ensembles(study: Study, root=None, *, method: str | None = None) -> dic
     in turn, with duplicates removed or kept. Writes ``artifacts/ensembles/<kind>.jsonl`` with
     ``.stats.json`` (false-negative rate on data with hidden labels).
     """
-    from ..mining import mine, mining_stats, query_keys
+    from ..mining import mining_stats, query_keys
     from ..mining.ensembles import cross_sample, intra_sample, pick_mined
 
     setup_logging()
@@ -50,8 +50,7 @@ def mine_ensembles(study: Study, root=None, *, method: str | None = None) -> dic
         emb = np.load(emb_path, mmap_mode="r") if emb_path.is_file() else None
         return similarity_arrays(cfg, c, doc_texts=data.doc_texts, embeddings=emb, where=f"mining.methods.{method}")
 
-    mined = [mine(c.cand_ids, c.cand_scores, c.pos_ids, c.pos_scores, cfg, query_keys=keys,
-                  exclude_ids=c.exclude_ids, progress=False, **sims(t, c)) for t, c in cands.items()]
+    mined = [c.mine(cfg, query_keys=keys, **sims(t, c)) for t, c in cands.items()]
     *_, choice = cross_sample([(m.n_found[:, None],) for m in mined], seed=cfg.seed, query_keys=keys)
     n = cfg.num_negatives
     kinds = {

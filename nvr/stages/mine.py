@@ -56,7 +56,7 @@ def mine_method(study: Study, method: str, root=None, *, teacher: str | None = N
     ``.stats.json`` (counts, score summaries, the exact false-negative rate on data with hidden
     labels) and ``.scores.npz`` (positive and negative score samples, paper Fig. 4).
     """
-    from ..mining import mine, mining_stats, query_keys
+    from ..mining import mining_stats
 
     setup_logging()
     lay = Layout.at(root)
@@ -72,13 +72,11 @@ def mine_method(study: Study, method: str, root=None, *, teacher: str | None = N
     emb = np.load(emb_path, mmap_mode="r") if emb_path.is_file() else None
     sims = similarity_arrays(cfg, cands, doc_texts=data.doc_texts, embeddings=emb,
                              where=f"mining.methods.{method}")
-    mined = mine(cands.cand_ids, cands.cand_scores, cands.pos_ids, cands.pos_scores, cfg,
-                 query_keys=query_keys(q_ids), exclude_ids=cands.exclude_ids, **sims)
+    mined = cands.mine(cfg, progress=True, **sims)
     hidden = data.hidden(q_ids)
     stats = mining_stats(mined, cands.pos_scores, hidden_pos_ids=hidden)
     if sims and hidden is not None:
-        stats["near_duplicate_defences"] = defence_stats(cfg, cands, hidden, doc_texts=data.doc_texts,
-                                                         embeddings=emb)
+        stats["near_duplicate_defences"] = defence_stats(cfg, cands, hidden, sims)
     stats.update(method=method, teacher=teacher, seed=cfg.seed, seconds=round(time.time() - t0, 3),
                  config=dict(vars(cfg)))
     path = Path(out) if out is not None else lay.mined(method)

@@ -39,8 +39,6 @@ notebooks:
 dvc:
 	$(ACT) python scripts/build_dvc.py
 
+## Every speed target in one table, all measured in one run (BENCH_ARGS=--quick: smaller sizes).
 bench: install
-	$(ACT) python benchmarks/bench_mining.py
-	$(ACT) python benchmarks/bench_search.py
-	$(ACT) python benchmarks/bench_encode.py
-	$(ACT) python benchmarks/bench_train.py
+	$(ACT) python benchmarks/bench_summary.py $(BENCH_ARGS)

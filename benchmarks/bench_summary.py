@@ -1,0 +1,182 @@
+"""Every speed target of the project in one table (``make bench``).
+
+Runs the benchmark scripts of this folder one after another, each in its own processes, on this
+machine and in this run (so the sgemm peak the search ratio divides by is measured here and now),
+then prints one table: target, measured value, met or missed. The raw JSON of every script is kept
+under ``--out-dir`` (default ``reports/bench/summary/``) and the table is written beside it as
+``summary.md``.
+
+    python benchmarks/bench_summary.py              # the full sizes of the targets (about an hour on 2 vCPUs)
+    python benchmarks/bench_summary.py --quick      # smaller sizes, same table (about 15 minutes)
+
+Targets (issue "Fast on the CPU"):
+
+* encoder: nvr ``Encoder`` >= 2.5x sentence-transformers ``encode`` (same model, texts, length),
+  embeddings agreeing to max |1 - cos| <= 1e-3;
+* miner end to end: >= 2x ``mine_hard_negatives`` at 3,000 and 10,000 documents, identical
+  negatives, lower peak memory;
+* search: >= 70 % of the sgemm peak at 10k documents (and at 100k);
+* training: nvr steps/s >= 2x sentence-transformers' MNRL fit at equal batch and lengths (and >= 1.0x
+  in fp32); gradient caching flat in memory from batch 64 to 1024;
+* stage overhead: the median fixed cost of a stage at most half of the 8.22 s measured before the
+  work on it (``reports/bench/bench_stage_before.json``, revision 73b7187); a no-op ``dvc repro``
+  under 5 s.
+
+A target whose benchmark did not run (a failed script) is reported as such, never as met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+STAGE_BASELINE = ROOT / "reports" / "bench" / "bench_stage_before.json"
+
+
+def _run(name: str, args: list[str], out: Path, log: Path) -> dict | list | None:
+    """Run ``benchmarks/<name>.py args --out out``; its JSON, or None when it failed."""
+    cmd = [sys.executable, str(HERE / f"{name}.py"), *args, "--out", str(out)]
+    print(f"bench_summary: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    with log.open("w") as fh:
+        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT).returncode
+    print(f"bench_summary: {name} finished in {time.perf_counter() - t0:.0f} s (exit {rc})", file=sys.stderr, flush=True)
+    if rc != 0 or not out.is_file():
+        return None
+    return json.loads(out.read_text())
+
+
+def _verdict(ok: bool | None) -> str:
+    return "not run" if ok is None else ("met" if ok else "missed")
+
+
+def encoder_rows(d: dict | None) -> list[dict]:
+    if d is None:
+        return [{"target": "encoder >= 2.5x ST encode", "measured": "-", "verdict": _verdict(None)}]
+    speed = d["speedup"]
+    agree = d["max_cosine_diff"] <= 1e-3
+    return [{"target": "encoder >= 2.5x ST encode (max |1-cos| <= 1e-3)",
+             "measured": f"{speed:.2f}x at {d['max_length']} tokens, max |1-cos| {d['max_cosine_diff']:.1e}",
+             "verdict": _verdict(speed >= 2.5 and agree)}]
+
+
+def miner_rows(runs: dict[int, dict | None]) -> list[dict]:
+    rows = []
+    for docs, d in runs.items():
+        name = f"miner >= 2x mine_hard_negatives at {docs:,} docs, identical, less memory"
+        if d is None:
+            rows.append({"target": name, "measured": "-", "verdict": _verdict(None)})
+            continue
+        by = {(r["setting"], r["tool"]): r for r in d["runs"]}
+        for setting in sorted({s for s, _ in by}):
+            nvr, st = by.get((setting, "nvr")), by.get((setting, "sentence-transformers"))
+            if not nvr or not st:
+                continue
+            ratio = st["wall_s"] / nvr["wall_s"]
+            mem = nvr["peak_rss_mb"] / st["peak_rss_mb"]
+            same = nvr["identical_lists"]
+            rows.append({"target": f"{name} ({setting})",
+                         "measured": f"{ratio:.2f}x, identical lists {same:.1%}, peak RSS {mem:.2f}x of ST's",
+                         "verdict": _verdict(ratio >= 2.0 and same == 1.0 and mem < 1.0)})
+    return rows
+
+
+def search_rows(d: dict | None) -> list[dict]:
+    if d is None:
+        return [{"target": "search >= 70% of sgemm peak", "measured": "-", "verdict": _verdict(None)}]
+    peak = d["sgemm_gflops"]["peak"]
+    rows = []
+    for r in d["runs"]:
+        if r["variant"] != "nvr":
+            continue
+        rows.append({"target": f"search >= 70% of sgemm peak at {r['N']:,} docs",
+                     "measured": f"{r['pct_peak']:.0f}% ({r['gflops']:.0f} of {peak:.0f} GFLOP/s measured in this run)",
+                     "verdict": _verdict(r["pct_peak"] >= 70)})
+    return rows
+
+
+def train_rows(compare: list | None, gc: list | None) -> list[dict]:
+    rows = []
+    if compare is None:
+        rows.append({"target": "training >= 2x ST MNRL steps/s", "measured": "-", "verdict": _verdict(None)})
+    else:
+        nvr = [r for r in compare if r["framework"] == "nvr"]
+        st = [r for r in compare if r["framework"] != "nvr"]
+        if nvr and st:
+            ratio = nvr[0]["steps_per_s"] / st[0]["steps_per_s"]
+            what = f"{ratio:.2f}x at batch {nvr[0]['batch']}, {nvr[0]['steps']} steps, lengths {nvr[0]['qlen']}/{nvr[0]['plen']}, fp32"
+            rows.append({"target": "training >= 2x ST MNRL steps/s (bf16 route)", "measured": what, "verdict": _verdict(ratio >= 2.0)})
+            rows.append({"target": "training >= 1.0x ST MNRL steps/s in fp32", "measured": what, "verdict": _verdict(ratio >= 1.0)})
+    if gc is None:
+        rows.append({"target": "gradient cache flat in memory, batch 64 -> 1024", "measured": "-", "verdict": _verdict(None)})
+    else:
+        pts = sorted((r["batch"], r["peak_anon_mb"]) for r in gc if "cache" in r["label"])
+        if pts:
+            lo, hi = min(m for _, m in pts), max(m for _, m in pts)
+            rows.append({"target": f"gradient cache flat in memory, batch {pts[0][0]} -> {pts[-1][0]}",
+                         "measured": " / ".join(f"{m:.0f}" for _, m in pts) + f" MB peak anon (max/min {hi / lo:.2f})",
+                         "verdict": _verdict(hi / lo <= 1.25)})
+    return rows
+
+
+def stage_rows(d: dict | None) -> list[dict]:
+    if d is None:
+        return [{"target": "stage fixed cost <= 50% of before", "measured": "-", "verdict": _verdict(None)}]
+    before = json.loads(STAGE_BASELINE.read_text())["rows"] if STAGE_BASELINE.is_file() else None
+    now = {r["what"].strip(): r["median_s"] for r in d["rows"]}
+    work = next(v for k, v in now.items() if k.startswith("notebook, no work"))
+    noop = next(v for k, v in now.items() if k.startswith("dvc repro"))
+    rows = []
+    if before:
+        base = next(r["median_s"] for r in before if r["what"].startswith("notebook, no work"))
+        rows.append({"target": "stage fixed cost <= 50% of before",
+                     "measured": f"{work:.2f} s median vs {base:.2f} s before ({work / base:.0%})",
+                     "verdict": _verdict(work <= base / 2)})
+    rows.append({"target": "dvc repro with nothing to do < 5 s", "measured": f"{noop:.2f} s median",
+                 "verdict": _verdict(noop < 5)})
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller sizes (a check of the table, not the targets' sizes)")
+    ap.add_argument("--out-dir", type=Path, default=ROOT / "reports" / "bench" / "summary")
+    a = ap.parse_args(argv)
+    out = a.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    q = a.quick
+    t0 = time.perf_counter()
+    j = lambda name: out / f"{name}.json"  # noqa: E731
+    lg = lambda name: out / f"{name}.log"  # noqa: E731
+    enc = _run("bench_encode", ["--n", "300" if q else "1000", "--max-length", "128"], j("encode"), lg("encode"))
+    docs = [3000] if q else [3000, 10000]
+    mining = {n: _run("bench_mining", ["--max-docs", str(n), "--settings", "naive" if q else "naive,percpos095"],
+                      j(f"mining_{n}"), lg(f"mining_{n}")) for n in docs}
+    search = _run("bench_search", ["--sizes", "10000" if q else "10000,100000", "--variants", "nvr"],
+                  j("search"), lg("search"))
+    train = _run("bench_train", ["--steps", "6" if q else "21", "--gc-batches", ""], j("train"), lg("train"))
+    gc = _run("bench_train", ["--skip-compare", "--gc-batches", "64,256" if q else "64,256,1024", "--gc-steps", "1"],
+              j("train_gc"), lg("train_gc"))
+    stage = _run("bench_stage", ["--repeats", "3" if q else "5"], j("stage"), lg("stage"))
+
+    rows = (encoder_rows(enc) + miner_rows(mining) + search_rows(search) + train_rows(train, gc) + stage_rows(stage))
+    head = (f"nvr speed targets, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+            f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} CPUs"
+            f"{' (quick sizes)' if q else ''}; all measured in this run ({time.perf_counter() - t0:.0f} s)")
+    lines = [head, "", "| target | measured | verdict |", "|---|---|---|"]
+    lines += [f"| {r['target']} | {r['measured']} | **{r['verdict']}** |" for r in rows]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    (out / "summary.md").write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The `make bench` table: each target's verdict comes from the measured numbers, and a benchmark
+that did not run is reported as not run, never as met."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+spec = importlib.util.spec_from_file_location("bench_summary", Path(__file__).parents[1] / "benchmarks" / "bench_summary.py")
+bs = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bs)
+
+
+def test_encoder_needs_speed_and_agreement():
+    fast = {"speedup": 2.6, "max_cosine_diff": 1e-5, "max_length": 128}
+    assert bs.encoder_rows(fast)[0]["verdict"] == "met"
+    assert bs.encoder_rows({**fast, "speedup": 1.3})[0]["verdict"] == "missed"
+    assert bs.encoder_rows({**fast, "max_cosine_diff": 2e-3})[0]["verdict"] == "missed"
+    assert bs.encoder_rows(None)[0]["verdict"] == "not run"
+
+
+def test_miner_ratio_identity_and_memory():
+    def runs(nvr_s, st_s, same=1.0, nvr_mb=700, st_mb=1000):
+        return {"runs": [
+            {"setting": "naive", "tool": "nvr", "wall_s": nvr_s, "identical_lists": same, "peak_rss_mb": nvr_mb},
+            {"setting": "naive", "tool": "sentence-transformers", "wall_s": st_s, "identical_lists": same,
+             "peak_rss_mb": st_mb}]}
+    assert bs.miner_rows({3000: runs(10, 25)})[0]["verdict"] == "met"
+    assert bs.miner_rows({3000: runs(10, 15)})[0]["verdict"] == "missed"
+    assert bs.miner_rows({3000: runs(10, 25, same=0.99)})[0]["verdict"] == "missed"
+    assert bs.miner_rows({3000: runs(10, 25, nvr_mb=1200)})[0]["verdict"] == "missed"
+    assert bs.miner_rows({10000: None})[0]["verdict"] == "not run"
+
+
+def test_search_uses_the_peak_of_the_same_run():
+    d = {"sgemm_gflops": {"peak": 200.0}, "runs": [
+        {"variant": "nvr", "N": 10000, "pct_peak": 36.0, "gflops": 72.0},
+        {"variant": "numpy", "N": 10000, "pct_peak": 90.0, "gflops": 180.0},
+        {"variant": "nvr", "N": 100000, "pct_peak": 79.0, "gflops": 158.0}]}
+    rows = bs.search_rows(d)
+    assert [r["verdict"] for r in rows] == ["missed", "met"]
+    assert "of 200 GFLOP/s" in rows[0]["measured"]
+
+
+def test_training_and_gradient_cache():
+    cmp_rows = [{"framework": "nvr", "label": "nvr", "batch": 16, "steps": 21, "qlen": 32, "plen": 64, "steps_per_s": 1.0},
+                {"framework": "st", "label": "ST MNRL", "batch": 16, "steps": 21, "qlen": 32, "plen": 64, "steps_per_s": 0.9}]
+    gc = [{"label": "nvr grad-cache", "batch": b, "peak_anon_mb": m} for b, m in ((64, 1000), (256, 960), (1024, 1030))]
+    rows = bs.train_rows(cmp_rows, gc)
+    assert [r["verdict"] for r in rows] == ["missed", "met", "met"]
+    gc_growing = [{"label": "nvr grad-cache", "batch": b, "peak_anon_mb": m} for b, m in ((64, 1000), (1024, 4000))]
+    assert bs.train_rows(None, gc_growing)[-1]["verdict"] == "missed"
+    assert bs.train_rows(None, None)[0]["verdict"] == "not run"
+
+
+def test_stage_overhead_against_the_recorded_baseline(tmp_path, monkeypatch):
+    base = tmp_path / "before.json"
+    base.write_text(json.dumps({"rows": [{"what": "notebook, no work (set-up cell + box + HTML)", "median_s": 8.0}]}))
+    monkeypatch.setattr(bs, "STAGE_BASELINE", base)
+    now = lambda s, noop: {"rows": [{"what": "notebook, no work (set-up cell + box + HTML)", "median_s": s},  # noqa: E731
+                                    {"what": "dvc repro, nothing to do (45 stages)", "median_s": noop}]}
+    assert [r["verdict"] for r in bs.stage_rows(now(3.9, 3.0))] == ["met", "met"]
+    assert [r["verdict"] for r in bs.stage_rows(now(6.2, 5.5))] == ["missed", "missed"]

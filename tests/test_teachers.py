@@ -219,3 +219,22 @@ def test_ensemble_negatives_compare_with_their_own_teachers_anchor():
         assert set(row["negative_teachers"]) <= {"dense", "bm25"}
     both = intra_sample([dense, bm25], 4, dedupe=True, per_teacher=2)
     assert both.source.tolist() == [[0, 1, 0, 1]]
+
+
+def test_dense_anchor_is_bit_identical_to_the_search_score_of_the_same_document():
+    """An anchor (a positive's teacher score) and the score the search gives that document must be
+    the same float: PercPos compares candidates with the anchor, so an ulp apart would split a tie."""
+    from nvr.mining.search import exact_topk
+    from nvr.mining.teachers import positive_scores
+
+    rng = np.random.default_rng(5)
+    corpus = rng.standard_normal((3000, 384)).astype(np.float32)
+    corpus /= np.linalg.norm(corpus, axis=1, keepdims=True)
+    pos = rng.integers(0, len(corpus), 500)
+    queries = corpus[pos] + 0.04 * rng.standard_normal((500, 384)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    scores, ids = exact_topk(queries, corpus, 20)
+    anchors = positive_scores(queries, corpus, pos)[:, 0]
+    rows, cols = np.nonzero(ids == pos[:, None])
+    assert len(rows) > 400   # most positives are found
+    np.testing.assert_array_equal(anchors[rows], scores[rows, cols])

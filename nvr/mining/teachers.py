@@ -67,7 +67,9 @@ def dense_candidates(query_emb: np.ndarray, corpus_emb: np.ndarray, depth: int, 
 
 def positive_scores(query_emb: np.ndarray, corpus_emb: np.ndarray, pos_ids, *,
                     chunk_rows: int = 4096) -> np.ndarray:
-    """Inner products of each query with its positives: float32 (Q, P), nan where id is -1."""
+    """Inner products of each query with its positives: float32 (Q, P), nan where id is -1.
+
+    Computed by :func:`nvr.mining.search.score_pairs`, exactly as the search scores candidates."""
     pos_ids = np.asarray(pos_ids, dtype=np.int64)
     if pos_ids.ndim == 1:
         pos_ids = pos_ids[:, None]
@@ -77,21 +79,11 @@ def positive_scores(query_emb: np.ndarray, corpus_emb: np.ndarray, pos_ids, *,
     if pos_ids.size and pos_ids.max(initial=-1) >= corpus_emb.shape[0]:
         raise ValueError(f"positive_scores: positive id {int(pos_ids.max())} out of range "
                          f"(corpus has {corpus_emb.shape[0]} rows)")
-    out = np.full(pos_ids.shape, np.nan, np.float32)
-    for s in range(0, q, chunk_rows):
-        e = min(q, s + chunk_rows)
-        p = pos_ids[s:e]
-        ok = p >= 0
-        if not ok.any():
-            continue
-        uniq, inv = np.unique(p[ok], return_inverse=True)
-        docs = np.asarray(corpus_emb[uniq], dtype=np.float32)              # (U, d)
-        rows = np.nonzero(ok)[0]
-        qv = np.asarray(query_emb[s:e], dtype=np.float32)[rows]           # (m, d)
-        vals = np.einsum("md,md->m", qv, docs[inv])
-        blk = out[s:e]
-        blk[ok] = vals
-    return out
+    # the search's own scoring (float64 sums, rounded once): an anchor is bit-identical to the score
+    # the same document gets when the search finds it, so a filter never splits a tie between them
+    from .search import score_pairs
+
+    return score_pairs(query_emb, corpus_emb, pos_ids, chunk=chunk_rows)
 
 
 class BM25Teacher:

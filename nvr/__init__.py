@@ -22,7 +22,13 @@ Packages and modules, one job each (docs/ARCHITECTURE.md maps each paper concept
   api          - `nvr.mine_hard_negatives`: sentence-transformers' call on nvr's miner
 """
 
+import warnings as _warnings
+
 __version__ = "0.1.0"
+
+# tqdm.auto inside a notebook kernel without ipywidgets warns on every import and falls back to the
+# text bar, which is what the study's logs want: say nothing
+_warnings.filterwarnings("ignore", message="IProgress not found")
 
 
 def mine_hard_negatives(*args, **kwargs):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -27,6 +28,91 @@ def _coerce(value: str):
         return yaml.safe_load(value)
     except Exception:
         return value
+
+
+# A reader's page: text, tables and figures of the executed notebook, its code left out (it stays in
+# the executed .ipynb beside the page). nbconvert's "basic" template gives the cells; this small
+# stylesheet replaces the ~276 KB of JupyterLab CSS the "lab" template inlines in every page.
+PAGE_CSS = """
+body{margin:0;background:#fff;color:#1f2328;font:15px/1.5 -apple-system,"Segoe UI",Helvetica,Arial,sans-serif}
+main{max-width:1100px;margin:0 auto;padding:24px 32px 64px}
+h1,h2,h3{line-height:1.25;margin:1.4em 0 .5em}h1{font-size:1.9em;border-bottom:1px solid #d0d7de;padding-bottom:.3em}
+h2{font-size:1.45em;border-bottom:1px solid #eaeef2;padding-bottom:.2em}a{color:#0969da}
+.anchor-link{display:none}code{font:13px ui-monospace,SFMono-Regular,Menlo,monospace;background:#f6f8fa;padding:.1em .3em;border-radius:4px}
+blockquote{margin:1em 0;padding:.6em 1em;border-left:4px solid #0969da;background:#f6f8fa;color:#1f2328}
+table{border-collapse:collapse;border:0;margin:.8em 0;font-size:13px;font-variant-numeric:tabular-nums}
+.output_html{overflow-x:auto}
+th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:right;vertical-align:top}th{background:#f6f8fa}
+td:first-child,th:first-child{text-align:left}
+img{max-width:100%;height:auto;display:block;margin:.6em 0}
+.output_stream pre,.output_text pre{font:12px/1.4 ui-monospace,Menlo,monospace;background:#f6f8fa;padding:8px 10px;
+border-radius:6px;overflow-x:auto;white-space:pre-wrap;color:#57606a;margin:.4em 0}
+.output_stderr pre{color:#6e7781}
+"""
+
+
+def _title(nb, default: str) -> str:
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return default
+
+
+_BAR = re.compile(r"^\s*(?P<desc>[^|\n]*?):?\s*\d+%\|")   # a tqdm progress line: "encode passages:  51%|..."
+
+
+def _bar_desc(line: str) -> str | None:
+    m = _BAR.match(line)
+    return m.group("desc").strip() if m else None
+
+
+def tidy_streams(outputs: list) -> list:
+    """A cell's outputs for reading: consecutive log outputs of one stream merged into one block,
+    each progress bar shown once (its last state), carriage-return redraws resolved."""
+    out: list = []
+    for o in outputs:
+        if o.get("output_type") == "stream" and out and out[-1].get("output_type") == "stream" \
+                and out[-1].get("name") == o.get("name"):
+            out[-1] = {**out[-1], "text": out[-1]["text"] + o["text"]}
+        else:
+            out.append(dict(o))
+    for o in out:
+        if o.get("output_type") != "stream":
+            continue
+        lines = [ln.rsplit("\r", 1)[-1] for ln in o["text"].split("\n")]
+        kept: list[str] = []
+        for ln in lines:
+            desc = _bar_desc(ln)
+            if desc is not None and kept and _bar_desc(kept[-1]) == desc:
+                kept[-1] = ln          # the same bar, redrawn: keep its latest state
+            elif ln.strip() or not kept or kept[-1].strip():
+                kept.append(ln)
+        o["text"] = "\n".join(kept)
+    import nbformat
+
+    return [nbformat.from_dict(o) for o in out]
+
+
+def render_html(nb, default_title: str = "nvr report") -> str:
+    """The reader's HTML page of an executed notebook (code hidden, figures inline, one small
+    stylesheet, logs with each progress bar once). The notebook itself is left unchanged."""
+    import copy
+    import html as _html
+
+    from nbconvert import HTMLExporter
+
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = tidy_streams(cell.outputs)
+    body, _ = HTMLExporter(template_name="basic", exclude_input=True, exclude_input_prompt=True,
+                           exclude_output_prompt=True).from_notebook_node(nb)
+    return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{_html.escape(_title(nb, default_title))}</title><style>{PAGE_CSS}</style></head>\n"
+            f"<body><main>\n{body}\n</main></body></html>\n")
 
 
 def run_notebook(notebook: str | Path, out_stem: str | Path, parameters: dict | None = None,
@@ -56,13 +142,8 @@ def run_notebook(notebook: str | Path, out_stem: str | Path, parameters: dict | 
         nbformat.write(nb, fh)
     tmp.unlink()
     if html:
-        from nbconvert import HTMLExporter
-
-        # the page shows text, tables and figures; the code stays in the executed .ipynb beside it
-        body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
-                               exclude_output_prompt=True).from_notebook_node(nb)
         with atomic_write(out_stem.with_suffix(".html")) as fh:
-            fh.write(body)
+            fh.write(render_html(nb, default_title=out_stem.name))
     failed = out_stem.parent / f"{out_stem.name}.failed.ipynb"
     if failed.exists():
         failed.unlink()

@@ -24,3 +24,28 @@ def test_no_mteb_sentence_where_mteb_has_no_number():
     R = Results(study=study, root=ROOT, methods=list(study.mining.methods), metrics={"base": {"ndcg_at_10": 0.768}})
     text = commentary.headline(R)
     assert "Base model NDCG@10 = 0.7680" in text and "MTEB" not in text
+
+
+def test_false_negative_figure_falls_back_to_negatives_above_the_positive_on_beir(tmp_path, monkeypatch):
+    """BEIR data has no hidden labels: the figure must show a measured proxy, not an empty chart."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.axes import Axes
+
+    from nvr.report import figures
+
+    drawn = {}
+    real_bar = Axes.bar
+
+    def bar(self, x, h, *a, **k):
+        drawn["heights"] = list(h)
+        return real_bar(self, x, h, *a, **k)
+
+    monkeypatch.setattr(Axes, "bar", bar)
+    study = config.load(ROOT / "profiles" / "scifact.yaml")
+    mining = {"naive": {"negatives_emitted": 400, "negatives_above_anchor": 100, "false_negative_rate": None},
+              "percpos095": {"negatives_emitted": 400, "negatives_above_anchor": 0}}
+    R = Results(study=study, root=tmp_path, methods=["naive", "percpos095"], mining=mining)
+    figures.plot_false_negatives(R, tmp_path / "fn.png")
+    assert drawn["heights"] == [25.0, 0.0]
+    assert (tmp_path / "fn.png").stat().st_size > 1000

@@ -73,3 +73,29 @@ def test_report_box_names_the_revision_that_computed_the_numbers(tmp_path, monke
     assert "computed at code revision `36375d2` (2 files), `not recorded` (1 files)" in box
     assert "rendered from them at `73b7187`" in box
     assert "computed at code revision" not in P.reproduce_box(study, stage="mine@naive")
+
+
+def test_archive_keeps_only_this_profiles_metrics(tmp_path, monkeypatch):
+    """A checkout's metrics/ can still hold the default profile's committed files (teacher.json, ...):
+    a SciFact archive must not carry them."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(I, "code_state", lambda: ("aaaaaaa", ""))
+    _run(tmp_path, [], 0.5)
+    (tmp_path / "metrics" / "teacher-bm25.json").write_text(json.dumps({"ndcg_at_10": 0.84}))
+    (tmp_path / "metrics" / "per_query").mkdir()
+    (tmp_path / "metrics" / "per_query" / "naive.json").write_text("{}")
+    dest = I.archive_run(tmp_path, "scifact", 60.0, metric_names=["base", "naive"])
+    assert sorted(p.relative_to(dest / "metrics").as_posix() for p in (dest / "metrics").rglob("*.json")) == \
+        ["naive.json", "per_query/naive.json"]
+
+
+def test_report_reads_only_the_studys_models(tmp_path):
+    from nvr import config
+    from nvr.report.results import collect
+
+    study = config.load(Path(__file__).resolve().parents[1] / "profiles" / "scifact.yaml", check_paths=False)
+    (tmp_path / "metrics").mkdir()
+    for name in ("base", "naive", "teacher", "teacher-bm25"):   # the last two: the default profile's
+        (tmp_path / "metrics" / f"{name}.json").write_text(json.dumps({"ndcg_at_10": 0.5}))
+    R = collect(tmp_path, study)
+    assert sorted(R.metrics) == ["base", "naive"]

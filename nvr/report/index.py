@@ -26,13 +26,17 @@ from ..provenance import code_state
 STAGE_DIRS = ("01_prepare_data", "02_teacher_embed", "03_mine", "04_finetune", "05_evaluate")
 
 
-def archive_run(root: Path, profile: str, wall_seconds: float | None, *, results_from: dict | None = None) -> Path:
+def archive_run(root: Path, profile: str, wall_seconds: float | None, *, results_from: dict | None = None,
+                metric_names: list[str] | None = None) -> Path:
     """Copy the finished run under ``root`` to ``reports/<profile>/`` (replacing an older copy).
 
     results_from: the ``run.json`` of the run that computed the numbers, when only the report was
     rendered again (new figures from the same metrics): its git revision, wall time and date are
     kept, the re-render's revision is recorded as ``report_git``, and stage renders this root does
     not have are kept from the previous archive.
+
+    metric_names: the ``metrics/<name>.json`` (and per-query) files of this profile's models; others in
+    ``metrics/`` (another profile's committed files) are not archived. None: every file.
     """
     root = Path(root)
     rep = root / "reports"
@@ -48,8 +52,14 @@ def archive_run(root: Path, profile: str, wall_seconds: float | None, *, results
         shutil.copy2(rep / "study.ipynb", tmp / "study.ipynb")
         if (rep / "figures").is_dir():
             shutil.copytree(rep / "figures", tmp / "figures")
-        if (root / "metrics").is_dir():
+        if (root / "metrics").is_dir() and metric_names is None:
             shutil.copytree(root / "metrics", tmp / "metrics")
+        elif (root / "metrics").is_dir():
+            for name in metric_names:
+                for f in (root / "metrics" / f"{name}.json", root / "metrics" / "per_query" / f"{name}.json"):
+                    if f.is_file():
+                        (tmp / f.relative_to(root)).parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copy2(f, tmp / f.relative_to(root))
         for d in STAGE_DIRS:
             for f in sorted(rep.glob(f"{d}*.html")) + sorted((rep / d).glob("*.html")):
                 rel = f.relative_to(rep)
@@ -127,7 +137,10 @@ def main(argv=None) -> int:
         results_from = json.loads(prev.read_text()) if args.rerender and prev.is_file() else None
         if args.rerender and results_from is None:
             ap.error(f"--rerender: {prev} not found (nothing archived for profile {study.profile!r})")
-        print(archive_run(Path.cwd(), study.profile, args.wall_seconds, results_from=results_from))
+        from .results import study_metric_names
+
+        print(archive_run(Path.cwd(), study.profile, args.wall_seconds, results_from=results_from,
+                          metric_names=study_metric_names(study)))
     write_index(Path.cwd())
     return 0
 

@@ -79,6 +79,11 @@ class Results:
         return next((m for m in self.methods if self.paper_key(m) == "naive"), None)
 
 
+def study_metric_names(study) -> list[str]:
+    """The ``metrics/<name>.json`` files this study writes: one per model of :meth:`Study.models`."""
+    return [m.name for m in study.models()]
+
+
 def collect(root, study) -> Results:
     """Gather every finished result of the run under ``root``."""
     lay = Layout.at(root)
@@ -86,10 +91,13 @@ def collect(root, study) -> Results:
     for folder in (lay.metrics_dir, lay.metrics_dir / "per_query", lay.mined_dir, lay.teacher_mined_dir,
                    lay.ensembles_dir):
         recover_dir(folder)  # a stage killed between the renames of its publish: complete it first
-    for p in sorted(lay.metrics_dir.glob("[!.]*.json")):
-        R.metrics[p.stem] = _read(p)
-    for p in sorted((lay.metrics_dir / "per_query").glob("[!.]*.json")):
-        R.per_query[p.stem] = (_read(p) or {}).get("seeds") or {}
+    # only this study's models: metrics/ can hold another profile's files (a checkout whose committed
+    # metrics came from the default profile), which must never appear in this study's report
+    for name in study_metric_names(study):
+        if (lay.metrics_dir / f"{name}.json").is_file():
+            R.metrics[name] = _read(lay.metrics_dir / f"{name}.json")
+        if (lay.metrics_dir / "per_query" / f"{name}.json").is_file():
+            R.per_query[name] = (_read(lay.metrics_dir / "per_query" / f"{name}.json") or {}).get("seeds") or {}
     for m in R.methods:
         R.mining[m] = _read(lay.mined_dir / f"{m}.stats.json")
         z = lay.mined_dir / f"{m}.scores.npz"

@@ -13,7 +13,8 @@ from pathlib import Path
 
 def _git(*args: str) -> str:
     try:
-        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10).stdout.strip()
+        # rstrip only: `status --porcelain` lines start with a space (" M params.yaml")
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10).stdout.rstrip()
     except Exception:
         return ""
 
@@ -29,8 +30,25 @@ def code_state() -> tuple[str, str]:
     if not changed:
         return rev, ""
     files = sorted({line[3:].strip() for line in changed.splitlines() if line.strip()})
+    profile = _profile_copy() if "params.yaml" in files else None
+    if profile:   # a profile run: params.yaml is a committed profile, copied over (make repro PROFILE=...)
+        files.remove("params.yaml")
+        if not files:
+            return rev, f" with params.yaml = {profile}"
     shown = ", ".join(files[:4]) + (f" and {len(files) - 4} more" if len(files) > 4 else "")
-    return rev, f" plus uncommitted changes to {shown}"
+    return rev, (f" with params.yaml = {profile}" if profile else "") + f" plus uncommitted changes to {shown}"
+
+
+def _profile_copy() -> str | None:
+    """The committed profile whose bytes params.yaml holds (unchanged in git), or None."""
+    try:
+        params = Path("params.yaml").read_bytes()
+    except OSError:
+        return None
+    for prof in sorted(Path("profiles").glob("*.yaml")):
+        if prof.read_bytes() == params and not _git("status", "--porcelain", "--", str(prof)):
+            return prof.as_posix()
+    return None
 
 
 def _device_line() -> str:

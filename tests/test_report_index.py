@@ -99,3 +99,24 @@ def test_report_reads_only_the_studys_models(tmp_path):
         (tmp_path / "metrics" / f"{name}.json").write_text(json.dumps({"ndcg_at_10": 0.5}))
     R = collect(tmp_path, study)
     assert sorted(R.metrics) == ["base", "naive"]
+
+
+def test_code_state_names_a_profile_copy_and_whole_file_names(tmp_path, monkeypatch):
+    import subprocess
+
+    from nvr import provenance as P
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "scifact.yaml").write_text("profile: scifact\n")
+    (tmp_path / "params.yaml").write_text("profile: default\n")
+    (tmp_path / "nvr").mkdir()
+    (tmp_path / "nvr" / "a.py").write_text("x = 1\n")
+    for c in (["init", "-q"], ["add", "-A"], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"]):
+        subprocess.run(["git", *c], check=True)
+    (tmp_path / "params.yaml").write_text("profile: scifact\n")          # make repro PROFILE=profiles/scifact.yaml
+    rev, note = P.code_state()
+    assert note == " with params.yaml = profiles/scifact.yaml"
+    (tmp_path / "params.yaml").write_text("profile: edited\n")
+    (tmp_path / "nvr" / "a.py").write_text("x = 2\n")
+    assert P.code_state()[1] == " plus uncommitted changes to nvr/a.py, params.yaml"

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -168,7 +169,7 @@ def main(argv=None) -> int:
 
     rows = (encoder_rows(enc) + miner_rows(mining) + search_rows(search) + train_rows(train, gc) + stage_rows(stage))
     head = (f"nvr speed targets, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-            f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} CPUs"
+            f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPUs"
             f"{' (quick sizes)' if q else ''}; all measured in this run ({time.perf_counter() - t0:.0f} s)")
     lines = [head, "", "| target | measured | verdict |", "|---|---|---|"]
     lines += [f"| {r['target']} | {r['measured']} | **{r['verdict']}** |" for r in rows]

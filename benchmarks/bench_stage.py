@@ -6,6 +6,7 @@ Measured as the study runs it, each repeat in a fresh process (median of ``--rep
 * ``notebook, no work``: ``python -m nvr.notebook`` on a notebook holding only the stages' common
   set-up cell (load params.yaml, imports, the provenance box) and one empty cell, with the HTML
   render: kernel start, papermill, nbformat, nbconvert;
+* the same with papermill's Jupyter kernel instead of the in-process engine (``--engine kernel``);
 * the same without the HTML render (``--no-html``) and without the provenance box, to split the cost;
 * ``dvc repro, nothing to do``: a project of ``--stages`` stages whose outputs are all current
   (DVC's own cost of checking a pipeline the size of the default study's).
@@ -85,6 +86,8 @@ def main(argv=None) -> None:
         cases = [
             ("python startup + import nvr.notebook", [py, "-c", "import nvr.notebook"]),
             ("notebook, no work (set-up cell + box + HTML)", [py, "-m", "nvr.notebook", "box.ipynb", "out/box"]),
+            ("  the same in a Jupyter kernel (--engine kernel, papermill's default)",
+             [py, "-m", "nvr.notebook", "box.ipynb", "out/boxk", "--engine", "kernel"]),
             ("  without the HTML render", [py, "-m", "nvr.notebook", "box.ipynb", "out/box2", "--no-html"]),
             ("  without HTML and the provenance box", [py, "-m", "nvr.notebook", "plain.ipynb", "out/plain", "--no-html"]),
         ]

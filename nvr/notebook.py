@@ -129,12 +129,31 @@ def _import_papermill():
     return papermill
 
 
+ENGINES = ("inprocess", "kernel")
+
+
 def run_notebook(notebook: str | Path, out_stem: str | Path, parameters: dict | None = None,
-                 html: bool = True, cwd: str | Path | None = None) -> Path:
-    """Execute ``notebook`` with ``parameters``; write ``<out_stem>.ipynb`` and ``.html``."""
+                 html: bool = True, cwd: str | Path | None = None, engine: str | None = None) -> Path:
+    """Execute ``notebook`` with ``parameters``; write ``<out_stem>.ipynb`` and ``.html``.
+
+    ``engine``: ``inprocess`` (the default; ``$NVR_NOTEBOOK_ENGINE`` overrides it) runs the cells in
+    this process (:mod:`nvr.notebook_engine`, no kernel start); ``kernel`` runs them in a Jupyter
+    kernel, as papermill does by default."""
     import nbformat
 
+    engine = engine or os.environ.get("NVR_NOTEBOOK_ENGINE") or "inprocess"
+    if engine not in ENGINES:
+        raise ValueError(f"notebook engine {engine!r}: expected one of {', '.join(ENGINES)} "
+                         "(--engine or NVR_NOTEBOOK_ENGINE)")
     pm = _import_papermill()
+    engine_name = None
+    if engine == "inprocess":
+        from . import notebook_engine
+
+        if notebook_engine.usable():
+            engine_name = notebook_engine.register(pm)
+        else:   # called from inside a Jupyter kernel / IPython: leave that session alone
+            engine = "kernel"
 
     notebook, out_stem = Path(notebook), Path(out_stem)
     out_stem.parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +162,7 @@ def run_notebook(notebook: str | Path, out_stem: str | Path, parameters: dict | 
     t0 = time.time()
     try:
         pm.execute_notebook(str(notebook), str(tmp), parameters=params, cwd=str(cwd or Path.cwd()),
-                            kernel_name="python3", progress_bar=False, log_output=False,
+                            engine_name=engine_name, kernel_name="python3", progress_bar=False, log_output=False,
                             stdout_file=sys.stdout, stderr_file=sys.stderr,  # each log line once
                             # the kernel app's own chatter (plain-TCP warning on localhost, the interrupt it
                             # gets at shutdown) is not the stage's log; cell errors still fail the stage
@@ -177,9 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                     help="notebook parameter (value parsed as YAML)")
     ap.add_argument("--no-html", action="store_true")
+    ap.add_argument("--engine", choices=ENGINES, default=None,
+                    help="inprocess (default): cells run in this process; kernel: a Jupyter kernel")
     args = ap.parse_args(argv)
     params = {k: _coerce(v) for k, v in args.parameter}
-    run_notebook(args.notebook, args.out_stem, params, html=not args.no_html)
+    run_notebook(args.notebook, args.out_stem, params, html=not args.no_html, engine=args.engine)
     return 0
 
 

@@ -68,11 +68,15 @@ def _device_line() -> str:
     return f"torch {version}, " + ("NVIDIA GPU (driver present)" if gpu else "CPU")
 
 
-def metrics_revisions(metrics_dir: str | Path = "metrics") -> dict[str, int]:
+def metrics_revisions(metrics_dir: str | Path = "metrics", names: list[str] | None = None) -> dict[str, int]:
     """{code revision: number of metrics files} over ``metrics/*.json`` (``code_revision``, written
-    by the evaluate stage; "not recorded" for files written before it was)."""
+    by the evaluate stage; "not recorded" for files written before it was). ``names``: only these
+    models' files (a study's own; metrics/ may also hold another profile's committed files)."""
     out: dict[str, int] = {}
-    for p in sorted(Path(metrics_dir).glob("[!.]*.json")):
+    paths = sorted(Path(metrics_dir).glob("[!.]*.json"))
+    if names is not None:
+        paths = [p for p in paths if p.stem in set(names)]
+    for p in paths:
         try:
             rev = json.loads(p.read_text(encoding="utf-8")).get("code_revision") or "not recorded"
         except (OSError, ValueError, AttributeError):
@@ -92,7 +96,7 @@ def reproduce_box(study, stage: str = "") -> str:
     dev = _device_line()
     numbers = ""
     if stage == "report":
-        revs = metrics_revisions()
+        revs = metrics_revisions(names=[m.name for m in study.models()])
         if revs and set(revs) != {rev + dirty}:
             listed = ", ".join(f"`{r}` ({n} files)" for r, n in revs.items())
             numbers = (f"  \n> the numbers (metrics/) were computed at code revision {listed}; this page was "

@@ -6,16 +6,30 @@ import hashlib
 import logging
 import os
 import random
+import sys
 
 import numpy as np
 
 log = logging.getLogger("nvr")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A handler that writes to whatever ``sys.stderr`` is when a line is logged (a notebook
+    engine's cell stream, a kernel's, pytest's capture), not the one of the moment it was made."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     """Stage logs: timestamped lines on stderr (idempotent)."""
     if not log.handlers:
-        h = logging.StreamHandler()
+        h = _StderrHandler()
         h.setFormatter(logging.Formatter("%(asctime)s nvr %(levelname)s %(message)s", "%H:%M:%S"))
         log.addHandler(h)
     log.setLevel(level)

@@ -68,11 +68,30 @@ def test_report_box_names_the_revision_that_computed_the_numbers(tmp_path, monke
         (tmp_path / "metrics" / f"{name}.json").write_text(json.dumps(m))
     assert P.metrics_revisions() == {"not recorded": 1, "36375d2": 2}
     monkeypatch.setattr(P, "code_state", lambda: ("73b7187", ""))
-    study = SimpleNamespace(raw={}, profile="default", seed=13)
+    models = [SimpleNamespace(name=n) for n in ("naive", "base", "old")]
+    study = SimpleNamespace(raw={}, profile="default", seed=13, models=lambda: models)
     box = P.reproduce_box(study, stage="report")
     assert "computed at code revision `36375d2` (2 files), `not recorded` (1 files)" in box
     assert "rendered from them at `73b7187`" in box
     assert "computed at code revision" not in P.reproduce_box(study, stage="mine@naive")
+
+
+def test_report_box_counts_only_the_studys_metrics(tmp_path, monkeypatch):
+    """metrics/ of a SciFact checkout also holds the default's committed teacher.json: the box of the
+    SciFact report must not count it."""
+    from types import SimpleNamespace
+
+    from nvr import provenance as P
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "metrics").mkdir()
+    for name, rev in (("naive", "73b7187"), ("base", "73b7187"), ("teacher", "36375d2")):
+        (tmp_path / "metrics" / f"{name}.json").write_text(json.dumps({"code_revision": rev}))
+    monkeypatch.setattr(P, "code_state", lambda: ("73b7187", ""))
+    study = SimpleNamespace(raw={}, profile="scifact", seed=13,
+                            models=lambda: [SimpleNamespace(name="naive"), SimpleNamespace(name="base")])
+    assert "computed at code revision" not in P.reproduce_box(study, stage="report")
+    assert P.metrics_revisions(names=["naive", "base"]) == {"73b7187": 2}
 
 
 def test_archive_keeps_only_this_profiles_metrics(tmp_path, monkeypatch):

@@ -73,8 +73,51 @@ def closure(*modules: str) -> list[str]:
     return sorted(files)
 
 
+def _package_files(directory: Path) -> set[str] | None:
+    """Every file under ``directory`` (``__pycache__`` aside, which .dvcignore hides from DVC), or
+    None when one of them is not Python source (a directory dependency would hash it too)."""
+    files = set()
+    for p in directory.rglob("*"):
+        if "__pycache__" in p.parts or p.is_dir():
+            continue
+        if p.suffix != ".py":
+            return None
+        files.add(p.relative_to(ROOT).as_posix())
+    return files
+
+
+def collapse(files: list[str]) -> list[str]:
+    """The same dependencies with every subpackage of nvr whose source files are all in ``files``
+    written as its directory: DVC then reruns the stage on exactly the same changes (a new or
+    edited file in that package), and dvc.lock keeps one entry instead of one per module. The
+    lock is parsed and rewritten after every stage, so its size is a fixed cost of every stage."""
+    deps = set(files)
+    packages = sorted((d for d in (ROOT / "nvr").rglob("*") if d.is_dir() and d.name != "__pycache__"),
+                      key=lambda d: -len(d.parts))  # innermost first
+    for d in packages:
+        rel = d.relative_to(ROOT).as_posix()
+        inner = _package_files(d)
+        if not inner:  # None (a non-Python file inside) or an empty folder
+            continue
+        covered = {f for f in deps if f.startswith(rel + "/")}
+        if inner <= set(expand(sorted(covered))):
+            deps = (deps - covered) | {rel}
+    return sorted(deps)
+
+
+def expand(deps: list[str]) -> list[str]:
+    """Directory dependencies (``nvr/mining``) back to the source files they stand for."""
+    out = []
+    for dep in deps:
+        if (ROOT / dep).is_dir():
+            out += sorted(_package_files(ROOT / dep) or ())
+        else:
+            out.append(dep)
+    return sorted(out)
+
+
 def code_deps(notebook: str, module: str) -> list[str]:
-    return [f"notebooks/{notebook}.ipynb", *closure(module, *COMMON_MODULES)]
+    return [f"notebooks/{notebook}.ipynb", *collapse(closure(module, *COMMON_MODULES))]
 
 
 def _report(stem: str) -> list:

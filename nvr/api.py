@@ -35,18 +35,6 @@ from typing import Any
 from .errors import ConfigError
 
 
-def _column(dataset, name: str | None, index: int, what: str) -> str:
-    cols = list(dataset.column_names)
-    if name is None:
-        if len(cols) <= index:
-            raise ConfigError(f"mine_hard_negatives: the dataset has {len(cols)} column(s); need a {what} column")
-        return cols[index]
-    if name not in cols:
-        raise ConfigError(f"mine_hard_negatives: {what}_column_name {name!r} is not a column "
-                          f"(columns: {', '.join(cols)})")
-    return name
-
-
 def _teacher_of(model) -> tuple[str, str | None, int | None]:
     """(model reference, pooling, max length) of a model given as a reference or as a loaded
     ``SentenceTransformer`` (its transformer's path or hub id, its pooling mode, its max_seq_length)."""
@@ -118,8 +106,10 @@ def mine_hard_negatives(dataset, model="pkg:all-MiniLM-L6-v2", *, anchor_column_
                           f"(or nvr's selection='softmax' / 'top1_softmax')")
     if relative_margin is not None and perc is not None:
         raise ConfigError("mine_hard_negatives: give relative_margin or perc, not both")
-    a_col = _column(dataset, anchor_column_name, 0, "anchor")
-    p_col = _column(dataset, positive_column_name, 1, "positive")
+    from .data.tables import column
+
+    a_col = column(dataset, anchor_column_name, 0, "anchor", "mine_hard_negatives", "anchor_column_name")
+    p_col = column(dataset, positive_column_name, 1, "positive", "mine_hard_negatives", "positive_column_name")
     anchors, positives = list(dataset[a_col]), list(dataset[p_col])
     for i, (q, p) in enumerate(zip(anchors, positives)):
         if not isinstance(q, str) or not q.strip() or not isinstance(p, str) or not p.strip():

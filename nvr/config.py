@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError, utf8_position
+from .errors import ConfigError, read_utf8
 from .mining.methods import MiningConfig, SHORTFALLS
 from .runtime import DTYPES
 from .text.encoder import EncoderConfig
@@ -688,13 +688,7 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 def read_yaml(path: str | Path) -> Any:
     """Parse a YAML file, refusing duplicate keys; errors name ``file:line``."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: file not found")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line, col = utf8_position(exc)
-        raise ConfigError(f"{path}:{line}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at column {col})") from None
+    text = read_utf8(path, ConfigError)
     loader = _UniqueKeyLoader(text)
     loader.nvr_source = str(path)
     try:

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from .errors import DataError, utf8_position
+from .errors import DataError, read_utf8
 
 PathLike = str | os.PathLike
 
@@ -199,13 +199,7 @@ def write_json(path: PathLike, obj: Any, indent: int = 2) -> None:
 
 def read_json(path: PathLike) -> Any:
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line, col = utf8_position(exc)
-        raise DataError(f"{path}:{line}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at column {col})") from None
+    text = read_utf8(path, DataError)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -237,7 +237,7 @@ def test_dataset_input_errors_name_the_flag(tmp_path, capsys):
     datasets.Dataset.from_dict({"q": ["a"], "p": ["b"]}).to_parquet(str(tmp_path / "p.parquet"))
     (tmp_path / "odd.xyz").write_text("x")
     for args, fragment in (
-        (["--dataset", str(tmp_path / "p.parquet"), "--anchor-column", "query"], "--anchor-column 'query': not a column"),
+        (["--dataset", str(tmp_path / "p.parquet"), "--anchor-column", "query"], "--anchor-column 'query' is not a column"),
         (["--dataset", str(tmp_path / "odd.xyz")], "unknown format"),
         (["--dataset", str(tmp_path)], "not one written by datasets' save_to_disk"),
         (["--dataset", str(tmp_path / "p.parquet"), "--beir", str(TINY)], "give exactly one of --beir"),

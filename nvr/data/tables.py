@@ -56,14 +56,18 @@ def load_table(ref: str | Path, *, split: str = "train", flag: str = "--dataset"
                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
 
 
-def _column(ds, name: str | None, index: int, what: str, flag: str) -> str:
+def column(ds, name: str | None, index: int, what: str, flag: str, option: str | None = None) -> str:
+    """The column that holds the ``what`` texts: ``name`` when given (it must exist), else the
+    ``index``-th column. ``flag`` names the input in errors, ``option`` the argument that chose
+    the column (``--anchor-column`` on the command line, ``anchor_column_name`` in the API)."""
     cols = list(ds.column_names)
     if name is None:
         if len(cols) <= index:
             raise ConfigError(f"{flag}: the dataset has {len(cols)} column(s); need a {what} column")
         return cols[index]
     if name not in cols:
-        raise ConfigError(f"--{what}-column {name!r}: not a column of the dataset (columns: {', '.join(cols)})")
+        raise ConfigError(f"{flag}: {option or f'--{what}-column'} {name!r} is not a column of the dataset "
+                          f"(columns: {', '.join(cols)})")
     return name
 
 
@@ -71,8 +75,8 @@ def pairs_from_table(ds, *, anchor_column: str | None = None, positive_column: s
                      corpus=None, corpus_column: str | None = None, where: str = "--dataset"):
     """``(corpus {doc_id: {"title", "text"}}, [TrainPair])`` from a pairs table (and an optional
     candidate corpus table, or a BEIR corpus dict)."""
-    a_col = _column(ds, anchor_column, 0, "anchor", where)
-    p_col = _column(ds, positive_column, 1, "positive", where)
+    a_col = column(ds, anchor_column, 0, "anchor", where)
+    p_col = column(ds, positive_column, 1, "positive", where)
     from .beir import doc_text
 
     docs: dict[str, dict] = {}
@@ -103,7 +107,7 @@ def pairs_from_table(ds, *, anchor_column: str | None = None, positive_column: s
         if d not in positives[q]:
             positives[q].append(d)
     if corpus is not None and not isinstance(corpus, dict):   # a table of candidate texts
-        col = _column(corpus, corpus_column, 0, "corpus", "--corpus")
+        col = column(corpus, corpus_column, 0, "corpus", "--corpus")
         for i, t in enumerate(corpus[col]):
             if not isinstance(t, str) or not t.strip():
                 raise DataError(f"--corpus: row {i}: column {col!r} must be a non-empty string, got {t!r}")

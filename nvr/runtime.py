@@ -27,8 +27,10 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    """Stage logs: timestamped lines on stderr (idempotent)."""
-    if not log.handlers:
+    """Stage logs: timestamped lines on stderr (idempotent: one such handler, whatever other
+    handlers the logger holds; pytest >= 9 attaches its capture handlers to every logger that does
+    not propagate, which must not stop the stage's own handler from being added)."""
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
         h = _StderrHandler()
         h.setFormatter(logging.Formatter("%(asctime)s nvr %(levelname)s %(message)s", "%H:%M:%S"))
         log.addHandler(h)

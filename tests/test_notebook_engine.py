@@ -103,3 +103,22 @@ def test_unknown_engine_is_named(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="NVR_NOTEBOOK_ENGINE"):
         run_notebook(path, tmp_path / "out", {}, cwd=tmp_path)
     assert not (tmp_path / "out.ipynb").exists()
+
+
+def test_stage_log_handler_is_added_beside_foreign_handlers(capsys):
+    """pytest >= 9 attaches its capture handler to every non-propagating logger, so ``nvr`` may
+    already hold a handler that is not the stage's: setup_logging must still add its own (once)."""
+    import logging
+
+    from nvr.runtime import _StderrHandler, log, setup_logging
+
+    saved = list(log.handlers)
+    try:
+        log.handlers[:] = [logging.NullHandler()]
+        setup_logging()
+        setup_logging()
+        assert sum(isinstance(h, _StderrHandler) for h in log.handlers) == 1
+        log.info("reaches stderr")
+        assert "reaches stderr" in capsys.readouterr().err
+    finally:
+        log.handlers[:] = saved

@@ -519,7 +519,10 @@ def test_wiki_descriptions_group_case_and_space_insensitively(tmp_path):
                                    "mountain", "lake", "city", "town", "village", "sea", "ocean"])}
     src = tmp_path / "wiki.json"
     src.write_text(_json.dumps(arts))
-    build_wiki_dataset(tmp_path / "out", n_test=1, seed=1, source=src)
+    summary = build_wiki_dataset(tmp_path / "out", n_test=1, seed=1, source=src)
+    # the summary says so too (it once claimed "exactly that description")
+    notes = summary["notes"]
+    assert "exactly" not in notes and "case" in notes and "spacing" in notes, notes
     ds = load_beir(tmp_path / "out")
     country = [q for q, t in ds.queries.items() if t.casefold().startswith("country")]
     assert len(country) == 1 and ds.queries[country[0]] == "Country in northern Europe"

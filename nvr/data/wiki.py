@@ -231,8 +231,9 @@ def build_wiki_dataset(
             "topics": dict(sorted(topics.items())),
         },
         "notes": (
-            "Query = Wikidata short description, relevant documents = every article with exactly "
-            "that description. qrels/train.tsv and train_pairs.jsonl keep one positive per train "
+            "Query = Wikidata short description, relevant documents = every article with that "
+            "description, compared ignoring case and spacing (descriptions differing only in case or "
+            "whitespace are one query, spelled as first seen). qrels/train.tsv and train_pairs.jsonl keep one positive per train "
             "query; hidden_positives.jsonl lists all of them (known false negatives for mining "
             "diagnostics). Test/dev qrels list every positive."
         ),

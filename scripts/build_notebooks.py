@@ -154,17 +154,28 @@ pd.DataFrame([{"query": r["query"], "positive score": r["positive_scores"][0],
         md("""
 # 3b. Teacher ensembles (paper Table 2)
 
-Each teacher of the teacher ablation mines with TopK-PercPos 95%; the ensembles combine them:
-**cross-sample** takes one teacher at random per query, **intra-sample** takes the top-1 negative
-of each teacher in turn (duplicates removed or kept). The paper found their top-4 overlap under
-0.3 Jaccard; we measure it below, and the exact false-negative rate of each ensemble.
+Each teacher of the teacher ablation (random teachers left out) mines its n negatives with
+TopK-PercPos 95%; the ensembles combine them: **cross-sample** takes the whole row of one teacher
+chosen at random per query; **intra-sample** pools the first n negatives of every teacher
+round-robin (every teacher's 1st, then every teacher's 2nd, ...) and keeps the first n: with as
+many teachers as n (the paper's 4 and 4) that is the top-1 negative of each teacher, with fewer
+teachers it reaches their 2nd, 3rd, ... negatives. *Kept* keeps duplicates (a document two teachers
+chose fills two slots); *dedup* skips a document already taken and the next negative of the
+round-robin takes its slot, so a query gets fewer than n negatives only when the teachers' first-n
+lists together hold fewer than n distinct documents (counted in `queries_short`; slots are never
+refilled from deeper in a teacher's list). Each negative keeps its own teacher's score and is
+compared with that teacher's anchor; the positive and anchor means below come from the teacher
+that chose each negative (`per_teacher` in the stats splits them by teacher). The paper found the
+teachers' top-4 overlap under 0.3 Jaccard; we measure it below, and the exact false-negative rate
+of each ensemble.
 """),
         code('params_file = "params.yaml"', parameters=True),
         code('STAGE = "ensembles"\n' + COMMON),
         code("""
 from nvr.stages import embed, ensembles
 stats = ensembles.mine_ensembles(study)
-cols = ["queries_full", "negatives_emitted", "false_negative_rate", "mean_negative_score"]
+cols = ["queries_full", "queries_short", "negatives_emitted", "false_negative_rate", "mean_anchor_score",
+        "mean_negative_score"]
 pd.DataFrame({k: {c: v.get(c) for c in cols} for k, v in stats.items()}).T
 """),
         code("""

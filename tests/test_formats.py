@@ -326,3 +326,39 @@ def test_dataset_bytes_that_are_not_utf8_name_the_line(tmp_path, capsys):
                "--out", str(tmp_path / "o.jsonl")])
     err = capsys.readouterr().err
     assert rc == 2 and f"{bad}:2: not valid UTF-8" in err and "Traceback" not in err
+
+
+def _ensemble_rows():
+    """An intra-sample row (negatives of two teachers) and a cross-sample row (one teacher's)."""
+    base = {"query": "capital of France", "positive_ids": ["d1"], "negative_ranks": [1, 1]}
+    mixed = {**base, "query_id": "q1", "positive_scores": [0.9], "positive_teacher": "dense",
+             "negative_ids": ["d2", "d5"], "negative_scores": [0.7, 12.0], "negative_teachers": ["dense", "bm25"],
+             "negative_anchor_scores": [0.9, 15.0]}
+    single = {**base, "query_id": "q2", "positive_scores": [15.0], "positive_teacher": "bm25",
+              "negative_ids": ["d2", "d5"], "negative_scores": [12.0, 11.0], "negative_teachers": ["bm25", "bm25"],
+              "negative_anchor_scores": [15.0, 15.0]}
+    return mixed, single
+
+
+@pytest.mark.parametrize("fmt", ["flagembedding", "triplet", "n-tuple", "labeled-pair", "labeled-list"])
+def test_scores_of_a_mixed_teacher_ensemble_row_are_refused(inputs, fmt):
+    """One row's scores feed one distillation target (FlagEmbedding's pos/neg scores, the ST formats'
+    ``scores``): they must be one teacher's. A row whose negatives come from several teachers is
+    refused with scores (the error names the option), exported without them; a row of one teacher
+    (cross-sample) keeps its own teacher's positive and negative scores."""
+    from nvr.errors import ConfigError
+    from nvr.mining.formats import convert
+
+    _, corpus = inputs
+    mixed, single = _ensemble_rows()
+    with pytest.raises(ConfigError, match="output_scores") as exc:
+        convert([single, mixed], fmt, corpus.__getitem__, output_scores=True, num_negatives=2)
+    assert "q1" in str(exc.value) and "bm25" in str(exc.value) and "dense" in str(exc.value)
+    assert convert([single, mixed], fmt, corpus.__getitem__, num_negatives=2)      # without scores: fine
+    out = convert([single], fmt, corpus.__getitem__, output_scores=True, num_negatives=2)
+    flat = json.dumps(out)
+    assert "15.0" in flat and "0.9" not in flat
+    # a row whose negatives are one teacher's but whose positive scores are another's is refused too
+    wrong = {**single, "positive_teacher": "dense", "positive_scores": [0.9]}
+    with pytest.raises(ConfigError, match="output_scores"):
+        convert([wrong], fmt, corpus.__getitem__, output_scores=True, num_negatives=2)

@@ -209,16 +209,56 @@ def test_ensemble_negatives_compare_with_their_own_teachers_anchor():
                  np.array([[0.9]], np.float32), cfg, query_keys=keys)
     bm25 = mine(np.array([[0, 4, 5, 1]]), np.array([[15.0, 12.0, 11.0, 10.0]], np.float32), pos,
                 np.array([[15.0]], np.float32), cfg, query_keys=keys)
+    per_teacher = [np.array([[0.9]], np.float32), np.array([[15.0]], np.float32)]
     for ens in (intra_sample([dense, bm25], 4, dedupe=True, per_teacher=2), pick_mined([dense, bm25], np.array([1]))):
-        st = mining_stats(ens, np.array([[0.9]], np.float32))
+        st = mining_stats(ens, per_teacher, teachers=["dense", "bm25"])
         assert st["negatives_above_anchor"] == 0
-        row = to_rows(ens, ["q"], ["query"], [["d0"]], np.array([[0.9]], np.float32),
+        row = to_rows(ens, ["q"], ["query"], [["d0"]], per_teacher,
                       [f"d{i}" for i in range(6)], teachers=["dense", "bm25"])[0]
         for s, a in zip(row["negative_scores"], row["negative_anchor_scores"]):
             assert s < a
         assert set(row["negative_teachers"]) <= {"dense", "bm25"}
     both = intra_sample([dense, bm25], 4, dedupe=True, per_teacher=2)
     assert both.source.tolist() == [[0, 1, 0, 1]]
+
+
+def test_ensemble_statistics_and_rows_use_the_teacher_of_each_negative():
+    """Positive and anchor statistics of an ensemble come from the teacher that chose each negative
+    (per (query, teacher) pair that gave one), never the first teacher's for all; rows carry the
+    positive scores of their negatives' teacher when they have one (cross-sample)."""
+    from nvr.mining import mining_stats, to_rows
+
+    cfg = MiningConfig(num_negatives=2, perc=0.95)
+    keys = query_keys(["q0", "q1"])
+    pos = np.array([[0], [0]])
+    dense = mine(np.array([[0, 1, 2, 3]] * 2), np.array([[0.9, 0.7, 0.6, 0.5], [0.8, 0.7, 0.6, 0.5]], np.float32),
+                 pos, np.array([[0.9], [0.8]], np.float32), cfg, query_keys=keys)
+    bm25 = mine(np.array([[0, 4, 5, 1]] * 2), np.array([[15.0, 12.0, 11.0, 10.0], [20.0, 12.0, 11.0, 10.0]], np.float32),
+                pos, np.array([[15.0], [20.0]], np.float32), cfg, query_keys=keys)
+    ps = [np.array([[0.9], [0.8]], np.float32), np.array([[15.0], [20.0]], np.float32)]
+    names = ["dense", "bm25"]
+    # intra-sample: both teachers give negatives to both queries
+    st = mining_stats(intra_sample([dense, bm25], 2, dedupe=True, per_teacher=2), ps, teachers=names)
+    assert st["mean_positive_score"] == pytest.approx((0.9 + 0.8 + 15 + 20) / 4)
+    assert st["mean_anchor_score"] == pytest.approx((0.9 + 0.8 + 15 + 20) / 4)
+    assert st["per_teacher"]["dense"]["mean_positive_score"] == pytest.approx(0.85)
+    assert st["per_teacher"]["bm25"]["mean_anchor_score"] == pytest.approx(17.5)
+    assert st["per_teacher"]["bm25"]["negatives"] == 2 and st["per_teacher"]["dense"]["queries"] == 2
+    # cross-sample: q0 from BM25, q1 from the dense teacher
+    picked = pick_mined([dense, bm25], np.array([1, 0]))
+    st = mining_stats(picked, ps, teachers=names)
+    assert st["mean_positive_score"] == pytest.approx((15 + 0.8) / 2)
+    assert st["mean_anchor_score"] == pytest.approx((15 + 0.8) / 2)
+    rows = to_rows(picked, ["q0", "q1"], ["a", "b"], [["d0"], ["d0"]], ps, [f"d{i}" for i in range(6)],
+                   teachers=names)
+    assert [r["positive_teacher"] for r in rows] == ["bm25", "dense"]
+    assert [r["positive_scores"] for r in rows] == [[15.0], [0.8]]
+    # an ensemble needs every teacher's positive scores: one teacher's for all is refused
+    with pytest.raises(ValueError, match="per teacher"):
+        mining_stats(picked, ps[0])
+    with pytest.raises(ValueError, match="per teacher"):
+        to_rows(picked, ["q0", "q1"], ["a", "b"], [["d0"], ["d0"]], ps[0], [f"d{i}" for i in range(6)],
+                teachers=names)
 
 
 def test_dense_anchor_is_bit_identical_to_the_search_score_of_the_same_document():
@@ -238,3 +278,59 @@ def test_dense_anchor_is_bit_identical_to_the_search_score_of_the_same_document(
     rows, cols = np.nonzero(ids == pos[:, None])
     assert len(rows) > 400   # most positives are found
     np.testing.assert_array_equal(anchors[rows], scores[rows, cols])
+
+
+def test_ensembles_stage_statistics_and_rows_follow_each_negatives_teacher(tmp_path):
+    """The ensembles stage on a dense teacher (scores near 0.8) and BM25 (scores near 15): the
+    stats' positive and anchor means are each negative's own teacher's (not the first teacher's for
+    all), and each row's positive scores are the teacher's named by ``positive_teacher``."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    import yaml
+
+    from nvr import config
+    from nvr.mining.candidates import Candidates
+    from nvr.paths import Layout
+    from nvr.stages.ensembles import mine_ensembles
+
+    root_src = Path(__file__).resolve().parents[1]
+    shutil.copytree(root_src / "tests" / "fixtures" / "beir_tiny", tmp_path / "data")
+    with open(tmp_path / "data" / "train_pairs.jsonl", "w", encoding="utf-8") as fh:
+        for qid, text in (("q1", "What is the capital of France?"), ("q6", "European capital cities")):
+            fh.write(json.dumps({"query_id": qid, "query": text, "positive_ids": ["d1"]}) + "\n")
+    raw = yaml.safe_load((root_src / "params.yaml").read_text())
+    raw["teacher_ablation"] = ["mpnet", "bm25"]
+    study = config.parse(raw, check_paths=False)
+    lay = Layout.at(tmp_path)
+    pos = {"mpnet": [0.9, 0.8], "bm25": [15.0, 20.0]}
+    cand = {"mpnet": ([0, 1, 2, 3, 4, 5], [0.9, 0.7, 0.6, 0.5, 0.4, 0.3]),
+            "bm25": ([0, 4, 5, 1, 2, 3], [15.0, 12.0, 11.0, 10.0, 9.0, 8.0])}
+    for t in ("mpnet", "bm25"):
+        ids, sc = cand[t]
+        path = lay.candidates(t)
+        path.parent.mkdir(parents=True)
+        Candidates(query_ids=np.array(["q1", "q6"]), cand_ids=np.array([ids, ids], np.int64),
+                   cand_scores=np.array([sc, sc], np.float32), pos_ids=np.zeros((2, 1), np.int64),
+                   pos_scores=np.array(pos[t], np.float32)[:, None],
+                   exclude_ids=np.full((2, 0), -1, np.int64)).save(path)
+    stats = mine_ensembles(study, tmp_path)
+    both = (0.9 + 0.8 + 15.0 + 20.0) / 4        # intra-sample: both teachers give negatives to both queries
+    for kind in ("intra_sample_dedup", "intra_sample_kept"):
+        st = stats[kind]
+        assert st["mean_positive_score"] == pytest.approx(both) and st["mean_anchor_score"] == pytest.approx(both)
+        assert st["per_teacher"]["mpnet"]["mean_anchor_score"] == pytest.approx(0.85)
+        assert st["per_teacher"]["bm25"]["mean_positive_score"] == pytest.approx(17.5)
+    for kind in stats:
+        rows = [json.loads(x) for x in (lay.ensembles_dir / f"{kind}.jsonl").read_text().splitlines()]
+        chosen = []
+        for r in rows:
+            i = ["q1", "q6"].index(r["query_id"])
+            assert r["positive_scores"] == [pytest.approx(pos[r["positive_teacher"]][i])]
+            if len(set(r["negative_teachers"])) == 1:
+                assert r["positive_teacher"] == r["negative_teachers"][0]
+            chosen.append(pos[r["negative_teachers"][0]][i])
+        if kind == "cross_sample":              # one teacher per query: its positive scores
+            assert stats[kind]["mean_positive_score"] == pytest.approx(sum(chosen) / 2)
+            assert stats[kind]["mean_anchor_score"] == pytest.approx(sum(chosen) / 2)

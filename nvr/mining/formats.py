@@ -20,7 +20,19 @@
 ==================  ==========================================================================
 
 A relevance judge's relabeled positives (``relabel_above``) are positives in every format but
-``nvr`` (which keeps them apart, as ``relabeled_positive_ids``). The sentence-transformers formats follow ``sentence_transformers.util.mine_hard_negatives``
+``nvr`` (which keeps them apart, as ``relabeled_positive_ids``).
+
+Scores of a teacher ensemble (``nvr.stages.ensembles``): a distillation loss compares the scores
+of one row (FlagEmbedding's ``pos_scores`` / ``neg_scores``, the ``scores`` of the
+sentence-transformers formats), so they must all be one teacher's; a dense teacher's 0.8 and
+BM25's 12 do not share a scale. A cross-sample row is one teacher's (its ``positive_scores``
+are that teacher's, ``positive_teacher`` names it) and exports with scores. An intra-sample row
+whose negatives come from several teachers (``negative_teachers``) has no single scale:
+``output_scores`` refuses it with an error naming the row and its teachers; export it without
+scores (texts only), or with scores from one teacher's own mined file. Rewriting each negative's
+score against its own teacher's anchor is not offered: no trainer of these formats reads it.
+
+The sentence-transformers formats follow ``sentence_transformers.util.mine_hard_negatives``
 exactly (column names, one row per labeled positive, which rows n-tuple keeps) and are written
 as parquet, which ``datasets.load_dataset("parquet", data_files=...)`` (and so
 ``SentenceTransformerTrainer``) takes as is.
@@ -50,6 +62,23 @@ def _pairs(row: dict, text: Callable[[str], str]):
         yield text(pid), ps
 
 
+def _check_one_teacher(row: dict) -> None:
+    """With scores, every score of an (ensemble) row must be one teacher's (see the module docstring)."""
+    from ..errors import ConfigError
+
+    negs = row.get("negative_teachers")
+    if negs is None:
+        return   # a single teacher's mined file
+    pos = row.get("positive_teacher")
+    used = sorted(set(negs) | ({pos} if pos is not None else set()))
+    if pos is None or len(used) > 1:
+        who = ", ".join(used) if pos is not None else f"{', '.join(sorted(set(negs)))} (positive scores: unknown teacher)"
+        raise ConfigError(f"output_scores: query {row.get('query_id')!r} mixes the scores of teachers {who}; scores "
+                          f"of different teachers are not on one scale and cannot share a row. Export this "
+                          f"ensemble without output_scores (--output-scores), or with scores from one teacher's "
+                          f"mined file")
+
+
 def convert(rows: Iterable[dict], fmt: str, doc: Callable[[str], dict], *, output_scores: bool = False,
             num_negatives: int | None = None, anchor_column: str = "anchor",
             positive_column: str = "positive", text: Callable[[str], str] | None = None) -> list[dict]:
@@ -57,7 +86,9 @@ def convert(rows: Iterable[dict], fmt: str, doc: Callable[[str], dict], *, outpu
 
     num_negatives: the n of the ``n-tuple`` format (rows with fewer are left out, as
     sentence-transformers does); default: the longest negative list. text: a document's training
-    text by id (default: title and text joined, as the encoders read it).
+    text by id (default: title and text joined, as the encoders read it). output_scores with an
+    ensemble row whose scores are not all one teacher's raises :class:`~nvr.errors.ConfigError`
+    (module docstring).
     """
     from ..data.beir import doc_text
 
@@ -66,6 +97,9 @@ def convert(rows: Iterable[dict], fmt: str, doc: Callable[[str], dict], *, outpu
     rows = list(rows)
     if fmt == "nvr":
         return rows
+    if output_scores and fmt != "tevatron":
+        for r in rows:
+            _check_one_teacher(r)
     if text is None:
         text = lambda d: doc_text(doc(d))  # noqa: E731  (the string an encoder reads: title + text)
     out: list[dict] = []

@@ -3,7 +3,8 @@
 ``{"query_id", "query", "positive_ids", "positive_scores", "negative_ids", "negative_scores",
 "negative_ranks"}`` (+ ``negative_filled`` where ``shortfall: fill`` took a filtered-out
 candidate). Ranks are 1-based positions in the teacher's candidate list; scores are the
-teacher's (or the cross-encoder's when candidates were rescored).
+teacher's (or the cross-encoder's when candidates were rescored). A teacher ensemble's rows add
+``negative_teachers``, ``negative_anchor_scores`` and ``positive_teacher`` (:func:`to_rows`).
 """
 
 from __future__ import annotations
@@ -33,20 +34,37 @@ def to_rows(mined: MinedArrays, query_ids: Sequence[str], queries: Sequence[str]
 
     ``positive_scores[j]`` is ``pos_scores[i, j]`` for the j-th id of ``pos_ids_str[i]``
     (None when nan). A row with filled negatives also carries ``negative_filled``. An
-    ensemble's rows (``mined.source`` set, ``teachers`` its names) also carry
-    ``negative_teachers`` and ``negative_anchor_scores``: each negative's score is its own
-    teacher's, compared with that teacher's anchor, and ``positive_scores`` are the first
-    teacher's.
+    ensemble's rows (``mined.source`` set, ``teachers`` its names, ``pos_scores`` one (Q, P)
+    array per teacher) also carry ``negative_teachers``, ``negative_anchor_scores`` and
+    ``positive_teacher``: each negative's score is its own teacher's, compared with that
+    teacher's anchor; ``positive_scores`` are ``positive_teacher``'s: the teacher of the row's
+    negatives when they all come from one (every cross-sample row), else the first teacher (an
+    intra-sample row of several teachers, whose scores are therefore not exported with
+    ``output_scores``, see :mod:`nvr.mining.formats`).
     """
+    from .stats import teacher_positive_scores
+
     q = len(mined)
     if not (len(query_ids) == len(queries) == len(pos_ids_str) == q):
         raise ValueError(f"to_rows: {q} mined rows but {len(query_ids)} ids, {len(queries)} queries, "
                          f"{len(pos_ids_str)} positive lists")
-    pos = np.asarray(pos_scores, dtype=np.float32)
-    if pos.ndim == 1:
-        pos = pos[:, None]
+    ensemble = mined.source is not None and teachers is not None
+    if ensemble:
+        pos_t = [a.astype(np.float32) for a in teacher_positive_scores(mined, pos_scores)]
+        if len(pos_t) != len(teachers):
+            raise ValueError(f"to_rows: {len(teachers)} teachers but positive scores of {len(pos_t)}")
+        width = max(a.shape[1] for a in pos_t)
+        pos_t = [np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=np.nan) for a in pos_t]
+    else:
+        pos = np.asarray(pos_scores, dtype=np.float32)
+        if pos.ndim == 1:
+            pos = pos[:, None]
     rows = []
     for i in np.flatnonzero(mined.keep):
+        if ensemble:
+            src = set(mined.source[i][mined.neg_ids[i] >= 0].tolist())
+            pos_teacher = src.pop() if len(src) == 1 else 0
+            pos = pos_t[pos_teacher]
         pids = [str(p) for p in pos_ids_str[i]]
         if len(pids) > pos.shape[1]:
             raise ValueError(f"to_rows: query {query_ids[i]} has {len(pids)} positives but pos_scores has "
@@ -69,9 +87,10 @@ def to_rows(mined: MinedArrays, query_ids: Sequence[str], queries: Sequence[str]
             rsel = mined.relabel_ids[i] >= 0
             row["relabeled_positive_ids"] = [doc_ids[j] for j in mined.relabel_ids[i][rsel]]
             row["relabeled_positive_scores"] = [_score(s) for s in mined.relabel_scores[i][rsel]]
-        if mined.source is not None and teachers is not None:
+        if ensemble:
             row["negative_teachers"] = [teachers[t] for t in mined.source[i][sel]]
             row["negative_anchor_scores"] = [_score(s) for s in mined.anchors()[i][sel]]
+            row["positive_teacher"] = teachers[pos_teacher]
         rows.append(row)
     return rows
 

@@ -16,10 +16,23 @@ from .mine import write_mined_outputs
 def mine_ensembles(study: Study, root=None, *, method: str | None = None) -> dict:
     """Teacher ensembles from the teachers of ``teacher_ablation`` (random teachers left out).
 
-    Every teacher mines with ``method`` (default: ``mining.reference``); then *cross-sample*
-    takes one random teacher per query, *intra-sample* takes the top-1 negative of each teacher
-    in turn, with duplicates removed or kept. Writes ``artifacts/ensembles/<kind>.jsonl`` with
-    ``.stats.json`` (false-negative rate on data with hidden labels).
+    Every teacher mines its n negatives with ``method`` (default: ``mining.reference``; n =
+    its ``num_negatives``); then *cross-sample* takes the whole row of one teacher chosen at
+    random per query, and *intra-sample* pools the first n negatives of every teacher
+    round-robin (every teacher's 1st, then every teacher's 2nd, ...) and keeps the first n of
+    the pool: with as many teachers as n (the paper's 4 and 4) that is the top-1 negative of
+    each teacher; with fewer teachers it reaches their 2nd, 3rd, ... negatives. ``_kept`` keeps
+    duplicates (a document two teachers chose can fill two slots); ``_dedup`` skips a document
+    already taken and the next negative of the round-robin takes its slot, so a query gets fewer
+    than n negatives only when the teachers' first-n lists together hold fewer than n distinct
+    documents (slots are never refilled from deeper in a teacher's list; such queries count in
+    ``queries_short``).
+
+    Writes ``artifacts/ensembles/<kind>.jsonl`` with ``.stats.json`` (false-negative rate on data
+    with hidden labels). Each negative keeps its own teacher's score and anchor; a row's
+    ``positive_scores`` are its ``positive_teacher``'s (the teacher of all its negatives, else the
+    first teacher); the statistics' positive and anchor means come from the teacher that chose
+    each negative (``per_teacher`` gives them teacher by teacher), never from one teacher for all.
     """
     from ..mining import mining_stats, query_keys
     from ..mining.ensembles import cross_sample, intra_sample, pick_mined
@@ -59,12 +72,13 @@ def mine_ensembles(study: Study, root=None, *, method: str | None = None) -> dic
         "intra_sample_kept": intra_sample(mined, n, dedupe=False, per_teacher=n),
     }
     hidden = data.hidden(q_ids)
+    pos_scores = [cands[t].pos_scores for t in names]   # each teacher's, in the order of ``source``
     result = {}
     for kind, m in kinds.items():
-        stats = mining_stats(m, first.pos_scores, hidden_pos_ids=hidden)
+        stats = mining_stats(m, pos_scores, hidden_pos_ids=hidden, teachers=names)
         stats.update(kind=kind, teachers=names, method=method)
         write_mined_outputs(lay.ensembles_dir / f"{kind}.jsonl", m, first, data, stats, scores=False,
-                            teachers=names)
+                            teachers=names, pos_scores=pos_scores)
         result[kind] = stats
         log.info("ensemble[%s]: false-negative rate %s", kind, stats.get("false_negative_rate"))
     return result

@@ -16,8 +16,12 @@ from .embed import load_candidates
 
 
 def write_mined_outputs(path: Path, mined, cands, data: StudyData, stats: dict, *, scores: bool = True,
-                        teachers=None) -> int:
+                        teachers=None, pos_scores=None) -> int:
     """Write a mined-negatives file with its ``.stats.json`` and (``scores``) ``.scores.npz`` (Fig. 4 samples).
+
+    ``pos_scores``: the positives' scores (default ``cands.pos_scores``); an ensemble's are per
+    teacher (one array per name of ``teachers``), so that each row's positive scores are the
+    teacher's of its negatives (:func:`nvr.mining.to_rows`).
 
     The files are written under temporary names and published together (:func:`nvr.io.publish`):
     a kill at any moment leaves the old three or the new three, never a new file beside old stats.
@@ -28,13 +32,14 @@ def write_mined_outputs(path: Path, mined, cands, data: StudyData, stats: dict, 
     recover(path)  # an earlier run killed between the renames of its publish: complete it first
     q_ids = cands.ids()
     queries, positives = data.pair_fields(q_ids)
-    rows = to_rows(mined, q_ids, queries, positives, cands.pos_scores, data.doc_ids, teachers=teachers)
+    pos_scores = cands.pos_scores if pos_scores is None else pos_scores
+    rows = to_rows(mined, q_ids, queries, positives, pos_scores, data.doc_ids, teachers=teachers)
     staged: list[tuple[Path, Path]] = []
     try:
         tmp, n = stage_jsonl(path, rows)
         staged.append((tmp, path))
         if scores:
-            dist = score_distributions(mined, cands.pos_scores)
+            dist = score_distributions(mined, pos_scores)
             npz = Path(f"{stem(path)}.scores.npz")
             with staged_file(npz, "wb", encoding=None) as (fh, tmp):
                 np.savez(fh, **{k: np.asarray(v, dtype=np.float32) for k, v in dist.items()})

@@ -89,6 +89,23 @@ def test_data_order_is_seeded_permutation_per_epoch():
     assert DataOrder(5, 4).indices(0, 5) != first[:5]
 
 
+@pytest.mark.parametrize("n", range(1, 14))
+def test_data_order_never_repeats_an_example_within_a_batch(n):
+    """Every batch of ``batch`` consecutive samples holds distinct examples, across epoch boundaries;
+    every epoch is still a permutation; resumable; the seeded order itself when ``batch`` divides N."""
+    for batch in range(1, n + 1):
+        idx = DataOrder(n, 5, batch).indices(0, 6 * n + batch)
+        for k in range(0, len(idx) - batch + 1, batch):
+            assert len(set(idx[k:k + batch])) == batch, (n, batch, k, idx[k:k + batch])
+        for e in range(6):
+            assert sorted(idx[e * n:(e + 1) * n]) == list(range(n))
+        assert DataOrder(n, 5, batch).indices(3 * batch, 2 * batch) == idx[3 * batch:5 * batch]
+        if n % batch == 0:
+            assert idx == DataOrder(n, 5).indices(0, len(idx))
+    with pytest.raises(ValueError, match="twice"):
+        DataOrder(n, 5, n + 1)
+
+
 def test_classification_examples():
     ex = classification_examples(["t1", "t2", "t3"], [0, 1, 2], ["sports", "arts", "science"], num_negatives=5,
                                  seed=0, instruction="Classify: ")
@@ -311,3 +328,103 @@ def test_masked_loss_equals_loss_without_the_false_negative_columns():
     want = [torch.logsumexp(logits[0, [0, 2]], 0) - logits[0, 0], torch.logsumexp(logits[1, [1, 2]], 0) - logits[1, 1],
             torch.logsumexp(logits[2], 0) - logits[2, 2]]
     assert torch.allclose(got, torch.stack(want), atol=1e-5)
+
+
+# --------------------------------------------------------------------------- batches and masks reach the loss
+def _spy(monkeypatch):
+    """Record what each micro-batch of train_stage hands make_batch and the loss."""
+    from nvr.training import step as S
+
+    seen = {"make_batch": [], "loss": []}
+    real_make, real_loss = T.make_batch, S.info_nce
+
+    def make_batch(local, n, **kw):
+        seen["make_batch"].append((list(local), kw))
+        return real_make(local, n, **kw)
+
+    def info_nce(*a, **kw):
+        seen["loss"].append(kw)
+        return real_loss(*a, **kw)
+
+    monkeypatch.setattr(T, "make_batch", make_batch)
+    monkeypatch.setattr(S, "info_nce", info_nce)
+    return seen
+
+
+def _ided(k):
+    return [TrainExample(f"query {WORDS[i]}", f"passage {WORDS[i]}", [f"negative {WORDS[i]}"], positive_id=f"p{i}",
+                         negative_ids=[f"n{i}"], positive_ids=(f"p{i}",)) for i in range(k)]
+
+
+@pytest.mark.parametrize("k,batch,steps", [(10, 4, 6), (3, 4, 3)])
+def test_training_batches_never_hold_an_example_twice(tiny, tmp_path, monkeypatch, caplog, k, batch, steps):
+    """10 examples in batches of 4 straddle every epoch boundary; 3 examples with batch_size 4 cap the
+    batch at 3 (logged). No batch the loss sees holds one example twice, and the order is the same
+    in a second run (and so for every mining method trained on these queries)."""
+    import logging
+
+    seen = _spy(monkeypatch)
+    with caplog.at_level(logging.WARNING, logger="nvr"):
+        s = train_stage(tiny["bert"], _ided(k), cfg(num_negatives=1, batch_size=batch, max_steps=steps), tmp_path / "a",
+                        progress=False)
+    batches = [[e.positive_id for e in kw["global_examples"]] for _, kw in seen["make_batch"]]
+    assert len(batches) == steps and all(len(b) == min(batch, k) for b in batches)
+    assert all(len(set(b)) == len(b) for b in batches), batches
+    assert all(kw["row_mask"] is None for kw in seen["loss"])            # no repeat to mask
+    if k < batch:
+        assert "capped at 3" in caplog.text and s["batch_size_requested"] == batch
+        assert s["config"]["batch_size"] == 3
+    order = [i for b in batches for i in b]
+    assert sorted(order[:k]) == sorted(f"p{i}" for i in range(k))         # the first epoch is a permutation
+    seen["make_batch"].clear()
+    train_stage(tiny["bert"], _ided(k), cfg(num_negatives=1, batch_size=batch, max_steps=steps), tmp_path / "b",
+                progress=False)
+    assert [[e.positive_id for e in kw["global_examples"]] for _, kw in seen["make_batch"]] == batches
+
+
+def test_global_batch_and_repeat_mask_reach_the_loss(tiny, tmp_path, monkeypatch):
+    """The loop hands make_batch its rank's slice and the whole global batch, and the repeated-row
+    mask reaches the loss: forced here by an order that repeats example 0 (DataOrder never does)."""
+    seen = _spy(monkeypatch)
+
+    class Repeating(DataOrder):
+        def indices(self, start, count):
+            return [0, 1, 0, 2][:count]
+
+    monkeypatch.setattr(T, "DataOrder", Repeating)
+    ex = _ided(4)
+    train_stage(tiny["bert"], ex, cfg(num_negatives=1, batch_size=4, max_steps=1), tmp_path / "m", progress=False)
+    (local, kw), = seen["make_batch"]
+    assert local == [ex[0], ex[1], ex[0], ex[2]] and kw["global_examples"] == local
+    assert kw["repeated"] == [False, False, True, False]
+    assert seen["loss"][0]["row_mask"].tolist() == [True, True, False, True]
+
+
+def test_labeled_positives_from_the_mined_file_are_masked_in_the_loss(tiny, tmp_path, monkeypatch):
+    """retrieval_examples passes every labeled positive of a query (positive_ids), and the loss
+    masks them: query A's second positive d2 is query B's positive, so B's positive column is no
+    negative of A's row (in-batch and, as A's hard negative were it one, own)."""
+    import shutil
+    from pathlib import Path
+
+    from nvr.mining import write_mined
+    from nvr.paths import Layout
+    from nvr.stages.train import retrieval_examples
+
+    shutil.copytree(Path(__file__).resolve().parent / "fixtures" / "beir_tiny", tmp_path / "data")
+    rows = [("qa", "capital of France", ["d1", "d2"], ["d3"]), ("qb", "capital of Germany", ["d2"], ["d4"]),
+            ("qc", "a programming language", ["d4"], ["d5"])]
+    mined = tmp_path / "mined.jsonl"
+    write_mined(mined, [{"query_id": q, "query": t, "positive_ids": p, "positive_scores": [0.5] * len(p),
+                         "negative_ids": n, "negative_scores": [0.1], "negative_ranks": [1]} for q, t, p, n in rows])
+    ex = retrieval_examples(Layout.at(tmp_path), mined, 1)
+    assert ex[0].positive_ids == ("d1", "d2")
+    seen = _spy(monkeypatch)
+    train_stage(tiny["bert"], ex, cfg(num_negatives=1, batch_size=3, max_steps=1), tmp_path / "m", progress=False)
+    (local, kw), = seen["make_batch"]
+    order = [e.positive_id for e in kw["global_examples"]]
+    exclude = seen["loss"][0]["exclude"]      # (B, B + B*n): positives, then hard negatives
+    a, b, c = order.index("d1"), order.index("d2"), order.index("d4")
+    assert exclude[a, b]                      # B's positive d2 is A's labeled positive
+    assert exclude[c, 3 + b]                  # B's hard negative d4 is C's positive
+    assert exclude.sum() == 2, exclude

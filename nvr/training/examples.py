@@ -5,9 +5,10 @@
 * :func:`classification_examples` - NV-Embed-style examples for stage 2.
 * :func:`blend` - stage 2's mix of retrieval and classification examples.
 * :class:`DataOrder` - example ``k`` of a run (counting across steps) is ``perm_e[k mod N]``
-  with ``e = k div N`` and ``perm_e`` a permutation seeded by ``(seed, e)``: deterministic,
-  resumable from the step number alone, the same whatever the number of DDP ranks, and the
-  same for every method trained on the same queries.
+  with ``e = k div N`` and ``perm_e`` a permutation of epoch ``e``; batches are consecutive
+  runs of ``batch`` samples and never hold one example twice, across an epoch boundary too.
+  Deterministic, resumable from the step number alone, the same whatever the number of DDP
+  ranks, and the same for every method trained on the same queries.
 """
 
 from __future__ import annotations
@@ -75,17 +76,56 @@ def classification_examples(texts: list[str], labels: list, label_texts: dict | 
 
 
 class DataOrder:
-    """Example index of the k-th sample of a run (see module docstring)."""
+    """Example index of the k-th sample of a run; batch ``b`` is samples ``[b * batch, (b+1) * batch)``.
 
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed = n, seed
+    Epoch ``e`` (samples ``[e * N, (e+1) * N)``) is a permutation ``perm_e`` of the N examples, so
+    every example is seen once per epoch. ``perm_e`` is the permutation seeded by ``(seed, e)``,
+    except where a batch straddles the boundary between epochs ``e - 1`` and ``e``: the last ``t``
+    examples of ``perm_{e-1}`` share that batch with the first ``h = batch - t`` of ``perm_e``, so
+    ``perm_e`` takes as its first ``h`` the first ``h`` examples of the seeded permutation that are
+    *not* among those ``t`` (the rest follow in the seeded order). No batch then holds an example
+    twice. When ``batch`` divides N (or ``batch`` is 1) no batch straddles and ``perm_e`` is the
+    seeded permutation itself. ``batch`` must be at most N (a batch of more examples than there
+    are would repeat one: the trainer caps it). The order depends on ``(N, seed, batch)`` only.
+    """
+
+    def __init__(self, n: int, seed: int, batch: int = 1):
+        if n < 1:
+            raise ValueError(f"DataOrder: no examples (n={n})")
+        if not 1 <= batch <= n:
+            raise ValueError(f"DataOrder: batch {batch} must be between 1 and the {n} examples (a larger batch "
+                             f"would hold an example twice)")
+        self.n, self.seed, self.batch = n, seed, batch
         self._cache: dict[int, np.ndarray] = {}
+
+    def _seeded(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n)
+
+    def _next(self, prev: np.ndarray, epoch: int) -> np.ndarray:
+        """``perm_epoch`` given ``perm_{epoch-1}`` (see the class docstring)."""
+        seeded = self._seeded(epoch)
+        t = (epoch * self.n) % self.batch        # samples of the previous epoch in the straddling batch
+        if t == 0:
+            return seeded
+        h = self.batch - t                       # samples of this epoch in it (t + h = batch <= n)
+        head = seeded[~np.isin(seeded, prev[self.n - t:])][:h]
+        return np.concatenate([head, seeded[~np.isin(seeded, head)]])
 
     def perm(self, epoch: int) -> np.ndarray:
         if epoch not in self._cache:
-            if len(self._cache) > 2:
-                self._cache.clear()
-            self._cache[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            # each epoch's permutation depends on the one before: walk forward from the latest known
+            known = [e for e in self._cache if e < epoch]
+            if known:
+                e0 = max(known)
+                p = self._cache[e0]
+            else:
+                e0, p = 0, self._seeded(0)
+                self._cache[0] = p
+            for e in range(e0 + 1, epoch + 1):
+                p = self._next(p, e)
+                self._cache[e] = p
+            for e in sorted(self._cache)[:-3]:   # keep the last few (reads move forward)
+                del self._cache[e]
         return self._cache[epoch]
 
     def indices(self, start: int, count: int) -> list[int]:

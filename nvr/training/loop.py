@@ -10,8 +10,8 @@ Recipe and choices
   query's own hard negatives are (stage 2: examples of one class in a batch would be false
   negatives of each other). A passage that is a labeled positive of a row's query (by corpus
   id, else by text) is never a negative of that row, wherever it sits in the batch (SciFact:
-  two claims about one abstract); a second copy of an example in one micro-batch (only
-  possible across an epoch boundary) is left out of the loss.
+  two claims about one abstract). One example never appears twice in a micro-batch (the data
+  order below); were it to, its second copy would be left out of the loss (``repeated``).
 * Texts: :class:`TrainExample` holds raw texts; the trainer adds ``query_prefix`` to the
   query and ``passage_prefix`` to the positive and negatives (the same prefixes are saved in
   ``nvr_pooling.json`` so inference uses them). With ``mask_prefix_in_pool`` the prefix
@@ -20,11 +20,16 @@ Recipe and choices
   ordered them); examples with fewer are padded and masked out of the softmax.
 * One optimizer step = ``batch_size * grad_accum`` examples (``grad_accum`` micro-batches of
   ``batch_size``; in-batch negatives span one micro-batch). Steps: ``epochs`` when set
-  (``ceil(epochs * N / (batch_size * grad_accum))``), else ``max_steps``.
-* Data order: example ``k`` of the run (counting across steps) is
-  ``perm_e[k mod N]`` with ``e = k div N`` and ``perm_e`` a permutation seeded by
-  ``(seed, e)``: deterministic, resumable from the step number alone, and the same whatever
-  the number of DDP ranks (rank ``r`` takes the ``r``-th slice of each micro-batch).
+  (``ceil(epochs * N / (batch_size * grad_accum))``), else ``max_steps``. With fewer examples
+  than ``batch_size`` the micro-batch is capped at N (rounded down to a multiple of the DDP
+  world size), with a logged warning: a larger batch would hold an example twice.
+* Data order (:class:`~nvr.training.examples.DataOrder`): example ``k`` of the run (counting
+  across steps) is ``perm_e[k mod N]`` with ``e = k div N``; ``perm_e`` is a permutation seeded
+  by ``(seed, e)``, whose first examples are chosen, where a micro-batch straddles two epochs,
+  among those not already in that micro-batch, so no micro-batch ever holds an example twice.
+  Deterministic, resumable from the step number alone, the same whatever the number of DDP
+  ranks (the order is of the global micro-batch; rank ``r`` takes its ``r``-th slice), and the
+  same for every mining method trained on the same queries.
 * Optimizer AdamW (weight decay on matrices only, not on biases / norms). LR schedule
   ``linear``: warm-up ``lr * (s+1)/warmup_steps`` for ``s < warmup_steps``, then linear
   decay ``lr * (T-s)/(T-warmup_steps)`` (never exactly 0); ``constant``: warm-up then flat.
@@ -172,8 +177,15 @@ def train_stage(init: str, examples: list[TrainExample], cfg: StageConfig, out_d
         raise ConfigError(f"train.{cfg.name}: no training examples")
     out_dir = Path(out_dir)
     dev, group = _setup(device, cfg)
-    if len(examples) < cfg.batch_size:
-        log.warning("%s: %d examples < batch_size %d: batches repeat examples", cfg.name, len(examples), cfg.batch_size)
+    requested = cfg.batch_size
+    if len(examples) < cfg.batch_size:   # a bigger batch would hold an example twice
+        capped = len(examples) - len(examples) % group.world
+        if capped < 1:
+            raise ConfigError(f"train.{cfg.name}: {len(examples)} examples cannot fill one batch over "
+                              f"{group.world} ranks")
+        log.warning("%s: %d examples < batch_size %d: micro-batches capped at %d examples (an example never "
+                    "appears twice in one batch)", cfg.name, len(examples), cfg.batch_size, capped)
+        cfg = dataclasses.replace(cfg, batch_size=capped)
     wdtype, autocast = _precision(student.dtype, dev, bool(cfg.lora))
     t_start = time.time()
     model = _load_model(init, cfg, student, dev, wdtype, group)
@@ -181,7 +193,7 @@ def train_stage(init: str, examples: list[TrainExample], cfg: StageConfig, out_d
     total = cfg.total_steps(len(examples))
     opt = _optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total))
-    order = DataOrder(len(examples), cfg.seed)
+    order = DataOrder(len(examples), cfg.seed, cfg.batch_size)   # the global micro-batch: no repeats in it
     fp = run_fingerprint(init, examples, cfg, model.settings())
     work = work_dir(out_dir)
 
@@ -210,7 +222,7 @@ def train_stage(init: str, examples: list[TrainExample], cfg: StageConfig, out_d
             for micro in range(cfg.grad_accum):
                 idx = order.indices(step * per_step + micro * cfg.batch_size, cfg.batch_size)
                 mine = idx[group.rank * local:(group.rank + 1) * local]
-                repeated = [i in idx[:r] for r, i in enumerate(idx)]   # across an epoch boundary
+                repeated = [i in idx[:r] for r, i in enumerate(idx)]   # none (DataOrder); masked if ever
                 batch = make_batch([examples[i] for i in mine], cfg.num_negatives,
                                    global_examples=[examples[i] for i in idx], repeated=repeated)
                 losses.append(stepper.run(batch, scale=1.0 / cfg.grad_accum))
@@ -241,6 +253,8 @@ def train_stage(init: str, examples: list[TrainExample], cfg: StageConfig, out_d
                "resumed_from": start or None, "seconds": round(secs, 3),
                "final_loss": rows[-1]["loss"] if rows else None, "trainable_params": n_train,
                "total_params": n_total, "device": dev, "config": dataclasses.asdict(cfg), "log": rows}
+    if requested != cfg.batch_size:
+        summary["batch_size_requested"] = requested
     _write_output(out_dir, model, rows, summary, group, keep_work)
     log.info("%s: %d steps in %.1f s, final loss %.4f -> %s", cfg.name, total, secs,
              summary["final_loss"] if summary["final_loss"] is not None else float("nan"), out_dir)

@@ -68,7 +68,8 @@ def mine_hard_negatives(dataset, model="pkg:all-MiniLM-L6-v2", *, anchor_column_
                         output_format: str = "triplet", output_scores: bool = False,
                         cache_folder: str | Path | None = None, seed: int = 0, selection: str | None = None,
                         temperature: float | None = None, shortfall: str = "keep", anchor: str = "min",
-                        perc: float | None = None, device: str = "auto", **ignored: Any):
+                        perc: float | None = None, device: str = "auto", backend: str = "torch",
+                        dtype: str = "auto", **ignored: Any):
     """Mine hard negatives for the (anchor, positive) pairs of ``dataset``; returns a ``datasets.Dataset``.
 
     model: a teacher reference (hub id, local folder, ``pkg:NAME``), ``"bm25"`` or ``"random"``, or a
@@ -80,6 +81,8 @@ def mine_hard_negatives(dataset, model="pkg:all-MiniLM-L6-v2", *, anchor_column_
     merged: every positive of a query is masked for all of its rows. cross_encoder: re-score the
     candidates and positives with it (nvr's rescoring; the margins then use its scores).
     perc: TopK-PercPos directly (``relative_margin = 1 - perc``; give one of the two).
+    backend / dtype: a dense teacher's inference, ``torch`` (exact) or ``onnxruntime`` (CPU, float32,
+    faster), and ``auto`` / ``float32`` / ``bfloat16`` (see :mod:`nvr.text.backends`).
     ``use_faiss``, ``verbose``, ``faiss_batch_size`` and ``use_multi_process`` are accepted and
     ignored (nvr's exact search is faster than a flat faiss index on CPU and is the same on GPU);
     ``include_positives`` / ``as_triplets`` are refused (use ``output_format``).
@@ -146,7 +149,8 @@ def mine_hard_negatives(dataset, model="pkg:all-MiniLM-L6-v2", *, anchor_column_
     else:
         spec = {"kind": "dense", "model": str(model), "query_prefix": prefix, "passage_prefix": p_prefix,
                 "max_query_length": max_length, "max_passage_length": max_length, "batch_size": batch_size,
-                "depth": depth, **({"pooling": st_pooling} if st_pooling else {})}
+                "depth": depth, "backend": backend, "dtype": dtype,
+                **({"pooling": st_pooling} if st_pooling else {})}
     if cross_encoder is not None:
         spec["rescore_model"] = str(cross_encoder)
     tc = build(TeacherConfig, spec, "mine_hard_negatives")

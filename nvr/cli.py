@@ -109,6 +109,12 @@ load them with datasets.load_dataset("parquet", data_files="out.parquet")["train
     t.add_argument("--max-query-length", type=int, default=64)
     t.add_argument("--max-passage-length", type=int, default=256)
     t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
+                   help="dense teacher inference: torch (exact, default) or onnxruntime (CPU, float32, faster; "
+                        "embeddings within ~1e-7 in cosine; the model is exported to ONNX once per machine)")
+    t.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                   help="auto/float32 (exact on CPU) or bfloat16 (autocast; fast on GPUs and on CPUs with "
+                        "AVX512-BF16 / AMX, emulated and slower elsewhere)")
     t.add_argument("--no-normalize", action="store_true", help="use raw inner products instead of cosine")
     t.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default)")
     t.add_argument("--depth", type=int, default=100, help="candidates retrieved per query (default: %(default)s)")
@@ -428,8 +434,9 @@ def cmd_mine(args) -> int:
             "kind": "dense", "model": args.teacher, "revision": args.revision, "pooling": args.pooling,
             "query_prefix": args.query_prefix, "passage_prefix": args.passage_prefix,
             "max_query_length": args.max_query_length, "max_passage_length": args.max_passage_length,
-            "batch_size": args.batch_size, "normalize": not args.no_normalize,
-            "trust_remote_code": args.trust_remote_code, "depth": args.depth, **rescore}, "nvr mine --teacher")
+            "batch_size": args.batch_size, "normalize": not args.no_normalize, "backend": args.backend,
+            "dtype": args.dtype, "trust_remote_code": args.trust_remote_code, "depth": args.depth, **rescore},
+            "nvr mine --teacher")
     if tc.kind == "dense":
         from .models import resolve_model
 

@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -428,3 +429,28 @@ def test_labeled_positives_from_the_mined_file_are_masked_in_the_loss(tiny, tmp_
     assert exclude[a, b]                      # B's positive d2 is A's labeled positive
     assert exclude[c, 3 + b]                  # B's hard negative d4 is C's positive
     assert exclude.sum() == 2, exclude
+
+
+def test_bf16_on_cpu_is_autocast_over_float32_master_weights(tiny, reference_run, tmp_path, monkeypatch):
+    """dtype bfloat16 on a CPU: fp32 weights saved, products under CPU autocast (the route to the
+    fast path on CPUs with AVX512-BF16 / AMX), losses close to the fp32 run's, not equal to them."""
+    import nvr.training.loop as loop
+
+    seen = []
+    real = torch.autocast
+
+    def spy(device_type, *a, **kw):
+        seen.append((device_type, kw.get("dtype")))
+        return real(device_type, *a, **kw)
+
+    monkeypatch.setattr(torch, "autocast", spy)
+    ref, s = reference_run
+    out = tmp_path / "bf16"
+    s2 = train_stage(tiny["bert_drop"], make_examples(), cfg(grad_accum=2, batch_size=2), out,
+                     StudentConfig(dtype="bfloat16"), progress=False, device="cpu")
+    assert ("cpu", torch.bfloat16) in seen
+    assert all(v.dtype == torch.float32 for v in weights(out).values())
+    a, b = [r["loss"] for r in s["log"]], [r["loss"] for r in s2["log"]]
+    assert a != b and np.allclose(a, b, rtol=0.05, atol=0.05)
+    assert loop._precision("float32", "cpu", False) == (torch.float32, False)
+    assert loop._precision("auto", "cpu", False) == (torch.float32, False)

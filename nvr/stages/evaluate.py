@@ -42,8 +42,11 @@ def encoder_config(study: Study, spec: ModelSpec, ref: str) -> EncoderConfig:
         from dataclasses import replace
 
         return replace(tc.encoder(), batch_size=ev.batch_size)
-    return study.student.encoder(ref, max_query_length=ev.max_query_length,
-                                 max_passage_length=ev.max_passage_length, batch_size=ev.batch_size)
+    from dataclasses import replace
+
+    return replace(study.student.encoder(ref, max_query_length=ev.max_query_length,
+                                         max_passage_length=ev.max_passage_length, batch_size=ev.batch_size),
+                   backend=ev.backend)
 
 
 def evaluate_model(study: Study, name: str, root=None) -> dict:

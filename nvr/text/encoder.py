@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from ..models import resolve_model
 from ..runtime import DTYPES, log, torch_device, torch_dtype
+from .backends import BACKENDS, OnnxRuntimeBackend, check_backend, cpu_has_native_bf16
 from .batching import SORT_BLOCK, blocks, length_sorted_batches
 from .pooling import POOLINGS, pool
 from .tokenize import KINDS, TextTokenizer
@@ -40,9 +41,10 @@ class EncoderConfig:
     normalize: bool = True
     batch_size: int = 64
     device: str = "auto"
-    dtype: str = "auto"
+    dtype: str = "auto"  # float32 is exact; bfloat16 on a CPU runs under autocast (fp32 weights)
     trust_remote_code: bool = False
     mask_prefix_in_pool: bool = False  # NV-Retriever: prefix tokens left out of mean pooling
+    backend: str = "torch"  # torch | onnxruntime (CPU, float32): see nvr.text.backends
 
     def validate(self, where: str = "encoder") -> None:
         """Raise :class:`ConfigError` naming ``<where>.<field>`` for a bad value."""
@@ -70,6 +72,10 @@ class EncoderConfig:
             bad("mask_prefix_in_pool", "only applies to pooling 'mean'")
         if self.dtype not in DTYPES:
             bad("dtype", f"must be one of {list(DTYPES)}")
+        if self.backend not in BACKENDS:
+            bad("backend", f"must be one of {list(BACKENDS)}")
+        if self.backend == "onnxruntime" and self.dtype not in ("auto", "float32", "fp32"):
+            bad("dtype", "backend 'onnxruntime' runs float32 (dtype auto or float32)")
         if not isinstance(self.device, str) or not (
             self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")
         ):
@@ -81,7 +87,10 @@ class EncoderConfig:
                 "max_query_length", "max_passage_length", "normalize",
                 "mask_prefix_in_pool", "dtype")
         d = asdict(self)
-        return {k: d[k] for k in keep}
+        key = {k: d[k] for k in keep}
+        if self.backend != "torch":   # torch keys stay as they were (caches made before backends existed)
+            key["backend"] = self.backend
+        return key
 
     def max_length(self, kind: str) -> int:
         return self.max_query_length if kind == "query" else self.max_passage_length
@@ -122,15 +131,26 @@ class Encoder:
 
             tokenizer = self._load(AutoTokenizer, revision=cfg.revision,
                                    trust_remote_code=cfg.trust_remote_code)
+        self.autocast = None   # a CPU dtype for torch.autocast (bf16 on a CPU: fp32 weights, bf16 products)
+        self._backend = None   # an inference backend other than the torch model (nvr.text.backends)
         if model is None:
+            import torch
             from transformers import AutoModel
 
             device = torch_device(cfg.device)
+            check_backend(cfg.backend, device)
             dtype = torch_dtype(cfg.dtype, device)
+            if device == "cpu" and dtype == torch.bfloat16:
+                self.autocast, dtype = torch.bfloat16, torch.float32
+                if not cpu_has_native_bf16():
+                    log.warning("encoder: dtype %s on a CPU without native bf16 (no AVX512-BF16 / AMX): "
+                                "emulated, several times slower than float32", cfg.dtype)
             model = self._load(AutoModel, revision=cfg.revision, use_safetensors=True,
                                trust_remote_code=cfg.trust_remote_code, dtype=dtype)
             model.to(device)
             model.eval()
+        else:
+            check_backend(cfg.backend, str(next(model.parameters()).device))
         self.model = model
         self.tokenizer = tokenizer
         self.text = TextTokenizer(tokenizer, query_prefix=cfg.query_prefix, passage_prefix=cfg.passage_prefix,
@@ -151,6 +171,8 @@ class Encoder:
                 raise ConfigError(f"encoder.{f}: {getattr(cfg, f)} exceeds the model's "
                                   f"max_position_embeddings ({max_pos})")
         self._fingerprint = None
+        if cfg.backend == "onnxruntime":
+            self._backend = OnnxRuntimeBackend(self.model, self.model_fingerprint())
 
     def _load(self, cls, **kw):
         try:
@@ -163,8 +185,12 @@ class Encoder:
         import torch
 
         batch = self.text.collate(seqs, skips, kind, self.device)
-        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+        if self._backend is not None:
+            hidden = self._backend(batch["input_ids"], batch["attention_mask"])
+        else:
+            with torch.autocast("cpu", dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
+                out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
         emb = pool(hidden, batch["attention_mask"], self.cfg.pooling, batch.get("skip_mask"))
         if self.cfg.normalize:
             emb = torch.nn.functional.normalize(emb, dim=-1)

@@ -44,8 +44,9 @@ Recipe and choices
   all-reduce per step. No ``DistributedDataParallel`` wrapper (it would average, and it
   does not support the gradient cache's double forward); the loss and update equal a
   single-process run on the same global batch.
-* Precision: float32 on CPU. On CUDA with bf16 support: autocast bf16; weights bf16 when
-  LoRA trains (adapters stay fp32), fp32 master weights for full fine-tuning.
+* Precision: ``auto`` is float32 on CPU (exact, the study's default) and on CUDA with bf16
+  support autocast bf16; weights bf16 when LoRA trains (adapters stay fp32), fp32 master
+  weights for full fine-tuning. ``bfloat16`` on a CPU: fp32 master weights and CPU autocast.
 * Checkpoints: every ``save_every`` steps, ``<out_dir>.work/ckpt-<step>/`` (atomic) holds the
   trainable weights (all, or only the LoRA adapters), optimizer, scheduler, each rank's RNG
   state and ``state.json`` (step, data position, log rows, a fingerprint of the run). A new
@@ -98,20 +99,36 @@ def _optimizer(model: EmbeddingModel, cfg: StageConfig) -> torch.optim.Optimizer
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.learning_rate)
+    groups = [g for g in groups if g["params"]]
+    params = [p for g in groups for p in g["params"]]
+    # the fused kernel (one pass over each tensor instead of a dozen) where torch has it for these
+    # tensors: CPU float32 / bf16 and CUDA; about 4x faster than the for-each update on this CPU
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.bfloat16) for p in params)
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, fused=fused)
 
 
 def _precision(dtype: str, device: str, lora: bool) -> tuple[torch.dtype, bool]:
-    """(weight dtype, autocast bf16) for ``dtype`` in auto | float32 | bfloat16."""
+    """(weight dtype, autocast bf16) for ``dtype`` in auto | float32 | bfloat16.
+
+    ``auto``: bf16 autocast on CUDA devices with bf16, exact float32 elsewhere. ``bfloat16`` on
+    a CPU: float32 master weights, products under ``torch.autocast("cpu", bfloat16)`` (fast
+    only with native bf16 instructions, AVX512-BF16 or AMX; logged when they are missing)."""
     cuda_bf16 = device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if dtype in ("float32", "fp32"):
         return torch.float32, False
     if dtype in ("auto", "bfloat16", "bf16"):
-        if not cuda_bf16:
-            if dtype != "auto":
-                raise ConfigError(f"dtype '{dtype}' needs a CUDA device with bf16 support")
+        if cuda_bf16:
+            return (torch.bfloat16 if lora else torch.float32), True
+        if dtype == "auto":
             return torch.float32, False
-        return (torch.bfloat16 if lora else torch.float32), True
+        if device == "cpu":
+            from ..text.backends import cpu_has_native_bf16
+
+            if not cpu_has_native_bf16():
+                log.warning("dtype %s on a CPU without native bf16 (no AVX512-BF16 / AMX): autocast is "
+                            "emulated there and slower than float32", dtype)
+            return torch.float32, True
+        raise ConfigError(f"dtype '{dtype}' needs a CPU or a CUDA device with bf16 support")
     raise ConfigError(f"dtype: '{dtype}' is not one of auto, float32, bfloat16")
 
 

@@ -96,13 +96,21 @@ class Step:
 
     def _ctx(self):
         if self.autocast:
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+            return torch.autocast(device_type=self.model.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def _groups(self, b: Batch):
+        """Texts encoded together: the queries, then positives and hard negatives in one forward
+        pass (same kind and length: one set of larger matrix products instead of two)."""
         c = self.cfg
-        return [("query", b.queries, c.max_query_length), ("passage", b.positives, c.max_passage_length),
-                ("passage", b.negatives, c.max_passage_length)]
+        return [("query", b.queries, c.max_query_length),
+                ("passage", b.positives + b.negatives, c.max_passage_length)]
+
+    @staticmethod
+    def _split(embs: list[torch.Tensor], b: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(queries, positives, hard negatives) from the embeddings of :meth:`_groups`."""
+        q, passages = embs
+        return q, passages[:len(b.positives)], passages[len(b.positives):]
 
     def _encode(self, texts, kind, max_len):
         tok = {k: v.to(self.model.device) for k, v in self.model.tokenize(texts, kind, max_len).items()}
@@ -140,7 +148,7 @@ class Step:
             for kind, texts, L in self._groups(b):
                 parts = [self._encode(t, kind, L) for _, t in _chunks(texts, chunk)]
                 embs.append(torch.cat(parts) if parts else self._empty())
-            loss = self.loss(*embs, b)
+            loss = self.loss(*self._split(embs, b), b)
             (loss * scale).backward()
             return float(loss.detach())
         # ---- gradient cache: pass 1 without graph, remembering each chunk's RNG state
@@ -155,7 +163,7 @@ class Step:
                 embs.append(torch.cat(parts) if parts else self._empty())
         after = rng_state(dev)
         leaves = [e.detach().requires_grad_(True) for e in embs]
-        loss = self.loss(*leaves, b)
+        loss = self.loss(*self._split(leaves, b), b)
         (loss * scale).backward()
         grads = [lf.grad if lf.grad is not None else torch.zeros_like(lf) for lf in leaves]
         # ---- pass 2: re-encode each chunk with graph, back-propagate the cached gradient

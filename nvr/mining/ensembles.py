@@ -91,7 +91,7 @@ def intra_sample(mined_per_teacher: Sequence[MinedArrays], n: int, dedupe: bool,
     The pool of a query is the first ``per_teacher`` negatives of each teacher, taken
     round-robin (every teacher's 1st, then every teacher's 2nd, ...); ``dedupe`` removes a
     document already in the pool; the first ``n`` form the result. Paper: 4 teachers,
-    per_teacher=1, n=4, duplicates removed (fewer than 4 then) or kept. The ensembles stage
+    per_teacher=1, n=4, duplicates removed (fewer than 4 then) or kept. nvr.stages.ensembles
     passes ``per_teacher=n``: the same first n when nothing repeats, and with ``dedupe`` a
     repeated document's slot goes to the next negative of the round-robin.
     Scores, ranks and anchors (``neg_anchor``) are each negative's own teacher's (``source``

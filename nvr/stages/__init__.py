@@ -3,8 +3,8 @@ writing its own (atomically, so a stage killed half-way leaves nothing under its
 
 * :mod:`nvr.stages.prepare` - ``prepare``: ``data/``.
 * :mod:`nvr.stages.embed` - ``embed@<teacher>``: a teacher's candidates.
-* :mod:`nvr.stages.mine` - ``mine@<method>`` and ``mine_teacher@<teacher>``: mined negatives.
-* :mod:`nvr.stages.ensembles` - ``ensembles``: teacher ensembles (Table 2).
+* :mod:`nvr.stages.mine` - ``mine``: every method's, every teacher's and every ensemble's mined negatives.
+* :mod:`nvr.stages.ensembles` - the teacher ensembles (Table 2), mined by the ``mine`` stage.
 * :mod:`nvr.stages.train` - ``train@<method>``, ``train_teacher@<t>``, ``train_stage2``.
 * :mod:`nvr.stages.evaluate` - ``evaluate*``: MTEB scores of one model.
 * :mod:`nvr.stages.context` - the data folder, read once per stage.

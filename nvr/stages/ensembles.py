@@ -1,4 +1,4 @@
-"""Stage ``ensembles``: teacher ensembles of the paper's Table 2."""
+"""Teacher ensembles of the paper's Table 2 (part of the stage ``mine``: :func:`nvr.stages.mine.mine_all`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from .embed import load_candidates
 from .mine import write_mined_outputs
 
 
-def mine_ensembles(study: Study, root=None, *, method: str | None = None) -> dict:
+def mine_ensembles(study: Study, root=None, *, method: str | None = None, candidates: dict | None = None,
+                   data: StudyData | None = None) -> dict:
     """Teacher ensembles from the teachers of ``teacher_ablation`` (random teachers left out).
 
     Every teacher mines its n negatives with ``method`` (default: ``mining.reference``; n =
@@ -33,6 +34,9 @@ def mine_ensembles(study: Study, root=None, *, method: str | None = None) -> dic
     ``positive_scores`` are its ``positive_teacher``'s (the teacher of all its negatives, else the
     first teacher); the statistics' positive and anchor means come from the teacher that chose
     each negative (``per_teacher`` gives them teacher by teacher), never from one teacher for all.
+
+    ``candidates`` (``{teacher: Candidates}``) and ``data`` save reading them again when the caller
+    already has them (:func:`nvr.stages.mine.mine_all`); the output is the same.
     """
     from ..mining import mining_stats, query_keys
     from ..mining.ensembles import cross_sample, intra_sample, pick_mined
@@ -44,7 +48,7 @@ def mine_ensembles(study: Study, root=None, *, method: str | None = None) -> dic
     if len(names) < 2:
         raise ConfigError(f"teacher_ablation: ensembles need at least two non-random teachers, got {names}")
     cfg = study.mining_config(method)
-    cands = {t: load_candidates(lay.root, t) for t in names}
+    cands = {t: candidates[t] if candidates and t in candidates else load_candidates(lay.root, t) for t in names}
     first = cands[names[0]]
     q_ids = first.ids()
     for t in names[1:]:
@@ -55,7 +59,7 @@ def mine_ensembles(study: Study, root=None, *, method: str | None = None) -> dic
                           f"teacher ensembles (each teacher would judge differently); use it in a method of its own")
     from ..mining.neardup import similarity_arrays
 
-    data = StudyData.load(lay)
+    data = data if data is not None else StudyData.load(lay)
     keys = query_keys(q_ids)
 
     def sims(t, c):   # near-duplicate defences: each teacher's own embeddings

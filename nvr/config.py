@@ -667,7 +667,7 @@ def _cross_checks(study: Study) -> None:
                               f"({mining.num_negatives}); the miner emits only that many per query")
     non_random = [t for t in study.teacher_ablation if study.teachers[t].kind != "random"]
     if len(non_random) < 2:
-        raise ConfigError(f"teacher_ablation: the ensembles stage needs at least two non-random teachers, "
+        raise ConfigError(f"teacher_ablation: the teacher ensembles need at least two non-random teachers, "
                           f"got {non_random}")
     used = dict.fromkeys([study.teacher, *study.teacher_ablation])
     for m in methods:

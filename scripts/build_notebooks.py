@@ -109,79 +109,63 @@ plt.tight_layout(); plt.show()
     ],
     "03_mine": [
         md("""
-# 3. Mine hard negatives with one method
+# 3. Mine hard negatives with every method
 
 A method is a candidate **window** (top-k, shifted by N), **filters** (TopK-Abs ceiling, floor,
 TopK-MarginPos, TopK-PercPos anchored on the lowest positive score) and a **selection** (top-n,
 softmax sampling, uniform sampling, top-1 + sampled). All labeled positives, exact-text duplicates
-of a positive and the query's own text are masked. On data with hidden labels the exact
-false-negative rate of the method is measured (the paper's Fig. 3, without an LLM judge).
-"""),
-        code('params_file = "params.yaml"\nmethod = None\nteacher = None', parameters=True),
-        code('STAGE = f"mine@{method}" if teacher is None else f"mine_teacher@{teacher}"\n' + COMMON),
-        code("""
-# method=<name>: the method ablation (the study's teacher, artifacts/mined/<method>);
-# teacher=<name>: the teacher ablation (mining.reference from that teacher, artifacts/teacher_mined/<teacher>).
-from nvr.paths import Layout
-from nvr.stages import mine
-if teacher is None:
-    stats = mine.mine_method(study, method)
-    path = Layout.at().mined(method)
-else:
-    stats = mine.mine_teacher(study, teacher)
-    path = Layout.at().teacher_mined(teacher)
-stem = str(path.with_suffix(""))
-pd.Series({k: v for k, v in stats.items() if isinstance(v, (int, float, str))}, name=stats["method"]).to_frame()
-"""),
-        code("""
-import numpy as np
-z = np.load(f"{stem}.scores.npz")
-fig, ax = plt.subplots(figsize=(6, 3))
-ax.hist(z["positive"], bins=50, alpha=.6, density=True, label="positives")
-ax.hist(z["negative"], bins=50, alpha=.6, density=True, label="mined negatives")
-ax.set_xlabel("teacher score"); ax.legend(); ax.set_title(f"{stem.split('/')[-1]}: score distributions (paper Fig. 4)")
-plt.tight_layout(); plt.show()
-"""),
-        code("""
-from nvr.mining import read_mined
-rows = read_mined(f"{stem}.jsonl")
-pd.DataFrame([{"query": r["query"], "positive score": r["positive_scores"][0],
-               "negative scores": [round(s, 3) for s in r["negative_scores"]], "ranks": r["negative_ranks"]}
-              for r in rows[:8]])
-"""),
-    ],
-    "03_ensembles": [
-        md("""
-# 3b. Teacher ensembles (paper Table 2)
-
-Each teacher of the teacher ablation (random teachers left out) mines its n negatives with
-TopK-PercPos 95%; the ensembles combine them: **cross-sample** takes the whole row of one teacher
-chosen at random per query; **intra-sample** pools the first n negatives of every teacher
-round-robin (every teacher's 1st, then every teacher's 2nd, ...) and keeps the first n: with as
-many teachers as n (the paper's 4 and 4) that is the top-1 negative of each teacher, with fewer
-teachers it reaches their 2nd, 3rd, ... negatives. *Kept* keeps duplicates (a document two teachers
-chose fills two slots); *dedup* skips a document already taken and the next negative of the
-round-robin takes its slot, so a query gets fewer than n negatives only when the teachers' first-n
-lists together hold fewer than n distinct documents (counted in `queries_short`; slots are never
-refilled from deeper in a teacher's list). Each negative keeps its own teacher's score and is
-compared with that teacher's anchor; the positive and anchor means below come from the teacher
-that chose each negative (`per_teacher` in the stats splits them by teacher). The paper found the
-teachers' top-4 overlap under 0.3 Jaccard; we measure it below, and the exact false-negative rate
-of each ensemble.
+of a positive and the query's own text are masked. This stage mines, from the same candidates,
+every method of `mining.methods` with the study's teacher (the method ablation,
+`artifacts/mined/<method>.jsonl`), the reference method with every teacher of the teacher ablation
+(`artifacts/teacher_mined/<teacher>.jsonl`) and the teacher ensembles (`artifacts/ensembles/`). On
+data with hidden labels the exact false-negative rate of each is measured (the paper's Fig. 3,
+without an LLM judge).
 """),
         code('params_file = "params.yaml"', parameters=True),
-        code('STAGE = "ensembles"\n' + COMMON),
+        code('STAGE = "mine"\n' + COMMON),
         code("""
-from nvr.stages import embed, ensembles
-stats = ensembles.mine_ensembles(study)
-cols = ["queries_full", "queries_short", "negatives_emitted", "false_negative_rate", "mean_anchor_score",
-        "mean_negative_score"]
-pd.DataFrame({k: {c: v.get(c) for c in cols} for k, v in stats.items()}).T
+from nvr.paths import Layout
+from nvr.stages import mine
+result = mine.mine_all(study)
+"""),
+        md("## Every method, from the study's teacher (paper Table 3)"),
+        code("""
+mine.stats_table(result["methods"], labels=mine.method_labels(study))
 """),
         code("""
-from nvr.mining.ensembles import jaccard_matrix
-ids = {t: embed.load_candidates(".", t).cand_ids for t in study.teacher_ablation}
-pd.DataFrame(jaccard_matrix(ids, study.mining.num_negatives)).round(3)
+fig = mine.plot_score_histograms(study); plt.show()
+"""),
+        code("""
+ref, lay = study.reference_method, Layout.at(".")
+display(Markdown(f"Example rows of the reference method, `{ref}` (`{lay.mined(ref)}`):"))
+mine.example_rows(lay.mined(ref))
+"""),
+        md("## The reference method from every teacher (paper Table 1)"),
+        code("""
+display(mine.stats_table(result["teachers"], index="teacher"))
+display(Markdown(f"Overlap of the teachers' top-{study.mining.num_negatives} candidates (Jaccard; "
+                 "the paper found under 0.3):"))
+mine.teacher_overlap(study)
+"""),
+        md("""
+## Teacher ensembles (paper Table 2)
+
+Each non-random teacher of the teacher ablation mines its n negatives with the reference method;
+the ensembles combine them: **cross-sample** takes the whole row of one teacher chosen at random
+per query; **intra-sample** pools the first n negatives of every teacher round-robin (every
+teacher's 1st, then every teacher's 2nd, ...) and keeps the first n: with as many teachers as n
+(the paper's 4 and 4) that is the top-1 negative of each teacher, with fewer teachers it reaches
+their 2nd, 3rd, ... negatives. *Kept* keeps duplicates (a document two teachers chose fills two
+slots); *dedup* skips a document already taken and the next negative of the round-robin takes its
+slot, so a query gets fewer than n negatives only when the teachers' first-n lists together hold
+fewer than n distinct documents (counted in `queries_short`; slots are never refilled from deeper
+in a teacher's list). Each negative keeps its own teacher's score and is compared with that
+teacher's anchor; the positive means below come from the teacher that chose each negative
+(`per_teacher` in the stats splits them by teacher).
+"""),
+        code("""
+(mine.stats_table(result["ensembles"], index="ensemble") if result["ensembles"]
+ else Markdown("*No ensembles: `teacher_ablation` has fewer than two non-random teachers.*"))
 """),
     ],
     "04_finetune": [

@@ -402,7 +402,7 @@ CHECK_CASES = [
     pytest.param(_set("teacher", "mpnet"), "teacher: 'mpnet' is not one of", id="teacher-undefined"),
     pytest.param(_set("seed", -1), "seed: expected a non-negative integer, got -1", id="seed-negative"),
     pytest.param(_raw(lambda raw, w: (raw.update(teacher_ablation=["minilm"]), raw["train"].update(teacher_models=[]))),
-                 "teacher_ablation: the ensembles stage needs at least two non-random teachers",
+                 "teacher_ablation: the teacher ensembles need at least two non-random teachers",
                  id="ablation-one-teacher"),
     pytest.param(_set("evaluate.reference_models", ["teacher"]), "evaluate.reference_models: must include 'base'",
                  id="reference-models"),

@@ -1,8 +1,8 @@
 """End-to-end: `dvc repro` of the smoke profile in a fresh copy of the project.
 
 Checks the artifacts, metrics and reports the README promises, that a second `dvc repro`
-does nothing, and that changing one mining method's parameter invalidates only the stages
-that depend on it.
+does nothing, and that changing one mining method's parameter reruns the one mine stage and then
+only that method's train / evaluate stages (and the report).
 """
 
 import json
@@ -52,10 +52,18 @@ def test_repro_produces_reports_metrics_and_artifacts(smoke_run):
     assert "Mining side, every threshold" in html and (proj / "reports" / "figures" / "mining_sweep.png").is_file()
     assert "report.collect(" not in html and ">NaN<" not in html
     assert "95% bootstrap interval" in html
-    for nb in ("03_mine/naive", "04_finetune/naive"):    # the stage renders carry their figures too
+    for nb in ("03_mine", "04_finetune/naive"):    # the stage renders carry their figures too
         assert "data:image/png;base64" in (proj / "reports" / f"{nb}.html").read_text(), nb
+    # one mine stage wrote every method's, every teacher's and every ensemble's negatives, and shows them all
+    for t in study["teacher_ablation"]:
+        assert (proj / "artifacts" / "teacher_mined" / f"{t}.jsonl").is_file(), t
+    for m in methods:
+        assert (proj / "artifacts" / "mined" / f"{m}.stats.json").is_file(), m
+    mine_page = (proj / "reports" / "03_mine.html").read_text()
+    assert "Mine hard negatives with every method" in mine_page and "intra_sample_dedup" in mine_page
+    assert all(f">{m}<" in mine_page for m in methods)
     assert (proj / "reports" / "figures" / "ndcg_by_method.png").stat().st_size > 1000
-    for nb in ["01_prepare_data", "02_teacher_embed/minilm", "03_mine/naive", "04_finetune/naive",
+    for nb in ["01_prepare_data", "02_teacher_embed/minilm", "03_mine", "04_finetune/naive",
                "05_evaluate/base"]:
         assert (proj / "reports" / f"{nb}.html").is_file(), nb
     shown = run(["dvc", "metrics", "show", "--json"], proj).stdout
@@ -78,9 +86,13 @@ def test_changing_one_method_reruns_only_its_stages(smoke_run):
     data = yaml.safe_load(params.read_text())
     data["mining"]["methods"]["naive"] = {"shift": 1}
     params.write_text(yaml.safe_dump(data, sort_keys=False))
-    # mine@naive reads the method; the report reads every method's settings (its labels and paper
-    # rows come from them); no other stage sees the change before mine@naive's output changes
-    assert set(json.loads(run(["dvc", "status", "--json"], proj).stdout)) == {"mine@naive", "report"}
+    # the mine stage reads the mining section; the report reads every method's settings (its labels
+    # and paper rows come from them); no other stage sees the change before a mined file changes
+    assert set(json.loads(run(["dvc", "status", "--json"], proj).stdout)) == {"mine", "report"}
+    before = {p.name: p.read_bytes() for p in (proj / "artifacts" / "mined").glob("*.jsonl")}
     out = run(["dvc", "repro"], proj).stdout
     ran = set(re.findall(r"Running stage '([^']+)'", out))
-    assert ran == {"mine@naive", "train@naive", "evaluate@naive", "report"}, ran
+    # mine reran every method, but only naive's file changed: the other methods' stages were skipped
+    assert ran == {"mine", "train@naive", "evaluate@naive", "report"}, ran
+    after = {p.name: p.read_bytes() for p in (proj / "artifacts" / "mined").glob("*.jsonl")}
+    assert [n for n in sorted(before) if before[n] != after[n]] == ["naive.jsonl"]

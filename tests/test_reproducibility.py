@@ -4,7 +4,7 @@
   byte-identical data, teacher candidates, mined negatives and model weights, and the same
   metrics (only wall-clock ``seconds`` differ).
 * The second run is killed with SIGKILL (whole process group) in the middle of
-  ``embed@minilm``, of a ``mine@`` stage and of a ``train@`` stage (while the fine-tuned model
+  ``embed@minilm``, of the ``mine`` stage and of a ``train@`` stage (while the fine-tuned model
   is being written, after a checkpoint), then re-run: it finishes, ``dvc status`` is clean,
   nothing temporary is left behind, training resumed from its checkpoint, and everything
   equals the uninterrupted run.
@@ -130,13 +130,19 @@ def killed_run(tmp_path_factory):
 
     kills, outputs, t0 = [], [], time.time()
 
-    def notebook_ready(folder):  # the stage's notebook is executing (its running copy exists)
+    def running_copy(render, stage):  # reports/<render>/.<item>.running.ipynb, or reports/.<render>.running.ipynb
+        if "@" in stage:
+            return proj / "reports" / render / f".{stage.split('@', 1)[1]}.running.ipynb"
+        return proj / "reports" / f".{render}.running.ipynb"
+
+    def notebook_ready(render, min_secs=2.0):  # the stage's notebook is executing (its running copy exists)
         def ready(stage, secs):
-            m = stage.split("@", 1)[1]
-            return (proj / "reports" / folder / f".{m}.running.ipynb").exists() and secs > 2.0
+            return running_copy(render, stage).exists() and secs > min_secs
         return ready
 
-    mine_ready = notebook_ready("03_mine")
+    def mine_ready(r):  # the one mine stage, once it has published its first method (more to write)
+        executing = notebook_ready("03_mine", min_secs=0.0)
+        return lambda stage, secs: executing(stage, secs) and "mine 1/" in r.seen
 
     def train_ready(stage, secs):  # right after the step-1 checkpoint (step 2 and the final save to go)
         m = stage.split("@", 1)[1]
@@ -147,10 +153,11 @@ def killed_run(tmp_path_factory):
 
     # embed and mine: only dvc's process group (the kernel exits by itself, checked below);
     # train: the whole job at once, so the kernel cannot finish the training in its last second
-    for prefix, ready, whole in (("embed@minilm", embed_ready, False), ("mine@", mine_ready, False),
+    for prefix, ready, whole in (("embed@minilm", embed_ready, False), ("mine", mine_ready, False),
                                  ("train@", train_ready, True)):
-        r = Repro(proj)
-        kills.append(r.kill_during(prefix, ready(r) if ready is embed_ready else ready, whole_job=whole))
+        r = Repro(proj, markers=("passages ->", "mine 1/"))
+        kills.append(r.kill_during(prefix, ready(r) if ready in (embed_ready, mine_ready) else ready,
+                                   whole_job=whole))
         outputs.append(r.text)
     if not any(p.endswith(".work") for p in kills[-1]["left"]):
         # the kill came after the training had finished (a very busy machine): try the next train@ stage

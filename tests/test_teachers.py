@@ -281,7 +281,7 @@ def test_dense_anchor_is_bit_identical_to_the_search_score_of_the_same_document(
 
 
 def test_ensembles_stage_statistics_and_rows_follow_each_negatives_teacher(tmp_path):
-    """The ensembles stage on a dense teacher (scores near 0.8) and BM25 (scores near 15): the
+    """The teacher ensembles on a dense teacher (scores near 0.8) and BM25 (scores near 15): the
     stats' positive and anchor means are each negative's own teacher's (not the first teacher's for
     all), and each row's positive scores are the teacher's named by ``positive_teacher``."""
     import json

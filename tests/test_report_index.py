@@ -73,7 +73,7 @@ def test_report_box_names_the_revision_that_computed_the_numbers(tmp_path, monke
     box = P.reproduce_box(study, stage="report")
     assert "computed at code revision `36375d2` (2 files), `not recorded` (1 files)" in box
     assert "rendered from them at `73b7187`" in box
-    assert "computed at code revision" not in P.reproduce_box(study, stage="mine@naive")
+    assert "computed at code revision" not in P.reproduce_box(study, stage="mine")
 
 
 def test_report_box_counts_only_the_studys_metrics(tmp_path, monkeypatch):
@@ -139,3 +139,25 @@ def test_code_state_names_a_profile_copy_and_whole_file_names(tmp_path, monkeypa
     (tmp_path / "params.yaml").write_text("profile: edited\n")
     (tmp_path / "nvr" / "a.py").write_text("x = 2\n")
     assert P.code_state()[1] == " plus uncommitted changes to nvr/a.py, params.yaml"
+
+
+def test_archive_links_a_one_file_stage_render_and_keeps_the_mining_stats(tmp_path, monkeypatch):
+    """The stage ``mine`` renders one page (reports/03_mine.html): it is archived and linked; the
+    per-method pages an older layout left in reports/03_mine/ are stale and stay out. The mining
+    statistics (DVC-cached, not in git) are archived under mining/."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(I, "code_state", lambda: ("aaaaaaa", ""))
+    _run(tmp_path, ["01_prepare_data.html", "02_teacher_embed/minilm.html", "03_mine.html",
+                    "03_mine/naive.html", "04_finetune/naive.html"], 0.5)
+    for folder, name in (("mined", "naive"), ("teacher_mined", "bm25"), ("ensembles", "cross_sample")):
+        (tmp_path / "artifacts" / folder).mkdir(parents=True)
+        (tmp_path / "artifacts" / folder / f"{name}.stats.json").write_text("{}")
+        (tmp_path / "artifacts" / folder / f"{name}.jsonl").write_text("")
+    dest = I.archive_run(tmp_path, "default", 60.0)
+    stages = sorted(p.relative_to(dest / "stages").as_posix() for p in (dest / "stages").rglob("*.html"))
+    assert stages == ["01_prepare_data.html", "02_teacher_embed/minilm.html", "03_mine.html", "04_finetune/naive.html"]
+    assert sorted(p.relative_to(dest / "mining").as_posix() for p in (dest / "mining").rglob("*")
+                  if p.is_file()) == ["ensembles/cross_sample.stats.json", "mined/naive.stats.json",
+                                      "teacher_mined/bm25.stats.json"]
+    page = I.write_index(tmp_path).read_text()
+    assert "href='default/stages/03_mine.html'" in page and "4 stage renders" in page

@@ -1,9 +1,9 @@
 """``reports/index.html``: one front page for every profile with committed results.
 
 After a profile's ``dvc repro``, :func:`archive_run` copies its study report (HTML with the
-figures inside, the executed notebook, the PNGs), its metrics and its per-stage renders to
-``reports/<profile>/`` with a ``run.json`` (profile, git revision, machine, wall time), so the
-results of several profiles live side by side. :func:`write_index` links them all.
+figures inside, the executed notebook, the PNGs), its metrics, its mining statistics
+(``mining/``) and its per-stage renders to ``reports/<profile>/`` with a ``run.json`` (profile,
+git revision, machine, wall time), so the results of several profiles live side by side. :func:`write_index` links them all.
 Run both with ``python -m nvr.report.index archive --wall-seconds S`` and ``... index``
 (``scripts/run_profile.sh`` does it for you).
 """
@@ -23,7 +23,23 @@ from pathlib import Path
 from ..io import atomic_dir, atomic_write, write_json
 from ..provenance import code_state
 
+#: the renders of each stage notebook: ``reports/<name>.html`` (a stage that runs once: prepare, mine) or
+#: ``reports/<name>/*.html`` (one per item of a foreach stage: a teacher, a method, a model)
 STAGE_DIRS = ("01_prepare_data", "02_teacher_embed", "03_mine", "04_finetune", "05_evaluate")
+#: the mining statistics of a run (small JSON files, DVC-cached with their stage's outputs), archived
+#: beside the report under ``mining/<folder>/``
+MINING_DIRS = ("mined", "teacher_mined", "ensembles")
+
+
+def stage_renders(rep: Path) -> list[Path]:
+    """The stage renders under ``rep`` (``reports/``). Where a notebook renders to one file
+    (``reports/03_mine.html``), a folder of the same name holds an older layout's per-item renders
+    (``reports/03_mine/<method>.html`` of the former ``mine@<method>`` stages): left out, stale."""
+    found = []
+    for d in STAGE_DIRS:
+        single = rep / f"{d}.html"
+        found += [single] if single.is_file() else sorted((rep / d).glob("*.html"))
+    return found
 
 
 def archive_run(root: Path, profile: str, wall_seconds: float | None, *, results_from: dict | None = None,
@@ -32,8 +48,8 @@ def archive_run(root: Path, profile: str, wall_seconds: float | None, *, results
 
     results_from: the ``run.json`` of the run that computed the numbers, when only the report was
     rendered again (new figures from the same metrics): its git revision, wall time and date are
-    kept, the re-render's revision is recorded as ``report_git``, and stage renders this root does
-    not have are kept from the previous archive.
+    kept, the re-render's revision is recorded as ``report_git``, and stage renders and mining
+    statistics this root does not have are kept from the previous archive.
 
     metric_names: the ``metrics/<name>.json`` (and per-query) files of this profile's models; others in
     ``metrics/`` (another profile's committed files) are not archived. None: every file.
@@ -48,6 +64,8 @@ def archive_run(root: Path, profile: str, wall_seconds: float | None, *, results
     with atomic_dir(dest) as tmp:
         if results_from is not None and old_stages.is_dir():
             shutil.copytree(old_stages, tmp / "stages")
+        if results_from is not None and (dest / "mining").is_dir():
+            shutil.copytree(dest / "mining", tmp / "mining")
         shutil.copy2(rep / "study.html", tmp / "study.html")
         shutil.copy2(rep / "study.ipynb", tmp / "study.ipynb")
         if (rep / "figures").is_dir():
@@ -60,11 +78,16 @@ def archive_run(root: Path, profile: str, wall_seconds: float | None, *, results
                     if f.is_file():
                         (tmp / f.relative_to(root)).parent.mkdir(parents=True, exist_ok=True)
                         shutil.copy2(f, tmp / f.relative_to(root))
-        for d in STAGE_DIRS:
-            for f in sorted(rep.glob(f"{d}*.html")) + sorted((rep / d).glob("*.html")):
-                rel = f.relative_to(rep)
-                (tmp / "stages" / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(f, tmp / "stages" / rel)
+        for f in stage_renders(rep):
+            rel = f.relative_to(rep)
+            if rel.parent == Path(".") and (tmp / "stages" / f.stem).is_dir():
+                shutil.rmtree(tmp / "stages" / f.stem)   # a kept archive's per-item renders, superseded
+            (tmp / "stages" / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, tmp / "stages" / rel)
+        for d in MINING_DIRS:
+            for f in sorted((root / "artifacts" / d).glob("[!.]*.stats.json")):
+                (tmp / "mining" / d).mkdir(parents=True, exist_ok=True)
+                shutil.copy2(f, tmp / "mining" / d / f.name)
         now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         info = {"profile": profile, "git": rev + dirty, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
                 "wall_seconds": wall_seconds, "finished": now}

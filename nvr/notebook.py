@@ -2,9 +2,9 @@
 
 Used by every DVC stage::
 
-    python -m nvr.notebook notebooks/03_mine.ipynb reports/03_mine/naive -p method naive
+    python -m nvr.notebook notebooks/04_finetune.ipynb reports/04_finetune/naive -p model naive
 
-writes ``reports/03_mine/naive.ipynb`` (executed) and ``reports/03_mine/naive.html``.
+writes ``reports/04_finetune/naive.ipynb`` (executed) and ``reports/04_finetune/naive.html``.
 Both are written under temporary names and renamed only when the run succeeded, so a
 failed or killed stage leaves no half-written report.
 """

@@ -7,7 +7,8 @@ training pairs (query text + one positive each) and every document (``nvr.data.d
 as the candidate corpus; ST gets the same strings (``corpus=`` the document texts).
 
 Each (setting, tool, repeat) runs in a fresh subprocess. The clock runs from "texts in
-memory" (imports done) to "negatives in memory", *model loading included for both*:
+memory" (imports done: for nvr also ``transformers.modeling_utils``, which importing
+sentence-transformers already loads, ~4 s here) to "negatives in memory", *model loading included for both*:
 nvr = ``build(TeacherConfig)`` + ``rank_candidates`` (encode, exact search, positive scores,
 duplicate exclusions; embeddings cached in a fresh empty dir, so nothing is reused) +
 ``mining.mine``; ST = ``SentenceTransformer(path)`` + ``Dataset.from_dict`` +
@@ -82,7 +83,7 @@ SETTINGS = {  # name: (ST kwargs, nvr preset, nvr overrides)
     "marginpos005": ({"absolute_margin": 0.05}, "marginpos005", {}),
     "percpos095": ({"relative_margin": 0.05}, "percpos095", {}),
 }
-TOOLS = ("nvr", "sentence-transformers")
+ST = "sentence-transformers"
 TIE_EPS = 1e-5  # score gap under which two encoders / scorers may legitimately disagree
 
 
@@ -102,8 +103,9 @@ def _child(args) -> None:
     from nvr.models import resolve_model
 
     path = resolve_model(spec["model"])
-    if spec["tool"] == "nvr":
+    if spec["tool"].startswith("nvr"):
         import transformers  # noqa: F401  (imports before the memory baseline)
+        import transformers.modeling_utils  # noqa: F401  (the model base ST's import already holds: ~4 s)
 
         import nvr.mining.search  # noqa: F401
         import nvr.text  # noqa: F401
@@ -113,10 +115,13 @@ def _child(args) -> None:
         from nvr.stages.context import id_matrix
 
         cache = tempfile.mkdtemp(prefix="nvr_bench_cache_")
+        os.environ["NVR_ONNX_CACHE"] = str(Path(cache) / "onnx")   # an ONNX export is part of the run
+        os.environ["NVR_EMBEDDING_STORE"] = "off"                    # nothing reused from earlier runs
         sampler = PeakAnon()
         t0 = time.perf_counter()
         tc = build(TeacherConfig, {"kind": "dense", "model": spec["model"], "max_query_length": L,
-                                   "max_passage_length": L, "batch_size": bs, "depth": depth + 1}, "bench")
+                                   "max_passage_length": L, "batch_size": bs, "depth": depth + 1,
+                                   "backend": spec["backend"]}, "bench")
         cands = rank_candidates(tc, q_ids, q_texts, doc_texts, id_matrix([[p] for p in pos]), seed=0,
                                 cache_dir=Path(cache), name="bench")
         cfg = M.preset(preset, num_negatives=n, **overrides)
@@ -225,6 +230,9 @@ def main(argv=None) -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--repeat", type=int, default=1, help="runs per (setting, tool); best wall time kept")
+    ap.add_argument("--nvr-backends", default="torch",
+                    help="nvr teacher backends to run, comma-separated: torch (exact), onnxruntime (its ONNX "
+                         "export is timed too: a fresh cache per run)")
     ap.add_argument("--out", default=None, help="write results as JSON here")
     ap.add_argument("--child", dest="spec", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -232,6 +240,9 @@ def main(argv=None) -> None:
         _child(args)
         return
     settings = [s for s in args.settings.split(",") if s]
+    backends = [b for b in args.nvr_backends.split(",") if b]
+    nvr_tools = {("nvr" if b == "torch" else f"nvr-{b}"): b for b in backends}
+    tools = (*nvr_tools, ST)
     bad = [s for s in settings if s not in SETTINGS]
     if bad:
         raise SystemExit(f"unknown setting(s) {bad}; valid: {', '.join(SETTINGS)}")
@@ -255,8 +266,9 @@ def main(argv=None) -> None:
         for s in settings:
             res = {}
             for r in range(args.repeat):
-                for tool in (TOOLS if r % 2 == 0 else TOOLS[::-1]):
-                    spec = {"setting": s, "tool": tool, "inputs": str(tmp / "inputs.json"), "model": args.model,
+                for tool in (tools if r % 2 == 0 else tools[::-1]):
+                    spec = {"setting": s, "tool": tool, "backend": nvr_tools.get(tool, "torch"),
+                            "inputs": str(tmp / "inputs.json"), "model": args.model,
                             "n": args.num_negatives, "depth": args.depth, "max_length": args.max_length,
                             "batch_size": args.batch_size, "threads": args.threads,
                             "result": str(tmp / f"res_{s}_{tool}.json")}
@@ -274,15 +286,17 @@ def main(argv=None) -> None:
                         out["work_anon_mb"] = max(out["work_anon_mb"], prev["work_anon_mb"])
                     res[tool] = out
                     print(f"  {s:13s} {tool:22s} {out['wall_s']:.1f}s", file=sys.stderr)
-            cmp = _compare(res["nvr"], res["sentence-transformers"], canon, SETTINGS[s][0])
-            comparisons[s] = cmp
-            for tool in TOOLS:
+            for tool in tools:
                 o = res[tool]
-                rows.append({"setting": s, "tool": tool, "wall_s": o["wall_s"], "peak_rss_mb": o["peak_rss_mb"],
-                             "work_anon_mb": o["work_anon_mb"],
+                cmp = _compare(o, res[ST], canon, SETTINGS[s][0]) if tool != ST else None
+                if cmp is not None:
+                    comparisons[s if tool == "nvr" else f"{s} ({tool})"] = cmp
+                rows.append({"setting": s, "tool": tool, "backend": nvr_tools.get(tool), "wall_s": o["wall_s"],
+                             "peak_rss_mb": o["peak_rss_mb"], "work_anon_mb": o["work_anon_mb"],
                              "queries_full": sum(len(x) == args.num_negatives for x in o["neg_texts"]),
                              "queries_any": sum(len(x) > 0 for x in o["neg_texts"]),
-                             "set_overlap": cmp["set_overlap"], "identical_lists": cmp["identical_lists"]})
+                             "set_overlap": cmp["set_overlap"] if cmp else 1.0,
+                             "identical_lists": cmp["identical_lists"] if cmp else 1.0})
 
     import sentence_transformers
     import torch
@@ -296,9 +310,10 @@ def main(argv=None) -> None:
           "| neg set overlap | identical lists |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
+        same = ("(reference)", "(reference)") if r["tool"] == ST else \
+            (f"{100 * r['set_overlap']:.2f}%", f"{100 * r['identical_lists']:.2f}%")
         print(f"| {r['setting']} | {r['tool']} | {r['wall_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['work_anon_mb']:.0f} "
-              f"| {r['queries_full']} | {r['queries_any']} | {100 * r['set_overlap']:.2f}% "
-              f"| {100 * r['identical_lists']:.2f}% |")
+              f"| {r['queries_full']} | {r['queries_any']} | {same[0]} | {same[1]} |")
     print("\nmismatches (queries whose ordered negative lists differ), by smallest score gap involved:")
     for s, c in comparisons.items():
         k = c["mismatch_kinds"]
@@ -313,7 +328,7 @@ def main(argv=None) -> None:
 
         write_json(args.out, {"model": args.model, "max_docs": args.max_docs, "docs": nd, "queries": nq,
                               "num_negatives": args.num_negatives, "st_range_max": args.depth,
-                              "nvr_depth": args.depth + 1, "max_length": args.max_length,
+                              "nvr_depth": args.depth + 1, "max_length": args.max_length, "nvr_backends": backends,
                               "batch_size": args.batch_size, "threads": args.threads, "repeat": args.repeat,
                               "timing": "texts in memory -> negatives in memory, model loading included",
                               "runs": rows, "comparisons": comparisons})

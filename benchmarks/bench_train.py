@@ -86,8 +86,11 @@ def _worker(spec: dict) -> dict:
                             max_query_length=spec["qlen"], max_passage_length=spec["plen"],
                             grad_cache_chunk=spec.get("chunk"), schedule="constant")
         ex = [T.TrainExample(q, p, n) for q, p, n in triples]
+        from nvr.config import StudentConfig
+
         with tempfile.TemporaryDirectory() as tmp:
-            s = T.train_stage(path, ex, cfg, Path(tmp) / "out", progress=False, device="cpu")
+            s = T.train_stage(path, ex, cfg, Path(tmp) / "out", StudentConfig(dtype=spec.get("dtype", "float32")),
+                              progress=False, device="cpu")
         anon = sampler.stop()
         secs = [r["seconds"] for r in s["log"]]
         losses = [r["loss"] for r in s["log"]]
@@ -185,6 +188,8 @@ def main(argv=None) -> int:
     ap.add_argument("--gc-steps", type=int, default=1)
     ap.add_argument("--gc-frameworks", default="nvr", help="nvr and/or st (CachedMNRL)")
     ap.add_argument("--skip-compare", action="store_true", help="only the gradient-cache sweep")
+    ap.add_argument("--repeats", type=int, default=1, help="runs of each compared configuration (alternating)")
+    ap.add_argument("--bf16", action="store_true", help="also nvr with dtype bfloat16 (CPU autocast)")
     ap.add_argument("--timeout", type=int, default=1800)
     ap.add_argument("--out", help="write all rows as JSON here")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -196,8 +201,12 @@ def main(argv=None) -> int:
             "temperature": a.temperature, "threads": a.threads}
     specs = []
     if not a.skip_compare:
-        specs += [{**base, "framework": "nvr", "label": "nvr", "batch": a.batch, "steps": a.steps},
-                  {**base, "framework": "st", "label": "ST MNRL", "batch": a.batch, "steps": a.steps}]
+        for r in range(a.repeats):
+            specs += [{**base, "framework": "nvr", "label": "nvr", "batch": a.batch, "steps": a.steps, "repeat": r},
+                      {**base, "framework": "st", "label": "ST MNRL", "batch": a.batch, "steps": a.steps, "repeat": r}]
+            if a.bf16:
+                specs.append({**base, "framework": "nvr", "label": "nvr bf16", "dtype": "bfloat16", "batch": a.batch,
+                              "steps": a.steps, "repeat": r})
     for b in [int(x) for x in a.gc_batches.split(",") if x.strip()]:
         for fw in [x.strip() for x in a.gc_frameworks.split(",") if x.strip()]:
             specs.append({**base, "framework": fw, "label": "nvr grad-cache" if fw == "nvr" else "ST CachedMNRL",

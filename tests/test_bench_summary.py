@@ -18,6 +18,19 @@ def test_encoder_needs_speed_and_agreement():
     assert bs.encoder_rows(None)[0]["verdict"] == "not run"
 
 
+def test_encoder_takes_the_fastest_variant_that_agrees():
+    def d(*variants):
+        return {"max_length": 128, "native_bf16": False, "runs": [
+            {"encoder": "sentence-transformers", "speedup": 1.0, "max_cosine_diff": 0.0, "top10_overlap": 1.0},
+            *({"encoder": n, "speedup": x, "max_cosine_diff": c, "top10_overlap": o} for n, x, c, o in variants)]}
+    exact = ("nvr", 1.2, 2e-7, 1.0)
+    assert bs.encoder_rows(d(exact, ("nvr-bf16", 2.7, 2e-5, 0.995)))[0]["verdict"] == "met"
+    assert bs.encoder_rows(d(exact, ("nvr-int8", 3.0, 7e-2, 0.86)))[0]["verdict"] == "missed"   # fast, disagrees
+    assert bs.encoder_rows(d(exact, ("nvr-bf16", 2.7, 2e-5, 0.98)))[0]["verdict"] == "missed"  # overlap too low
+    row = bs.encoder_rows(d(exact, ("nvr-onnxruntime", 1.5, 2e-7, 1.0)))[0]
+    assert row["verdict"] == "missed" and "nvr-onnxruntime 1.50x" in row["measured"] and "no native bf16" in row["measured"]
+
+
 def test_miner_ratio_identity_and_memory():
     def runs(nvr_s, st_s, same=1.0, nvr_mb=700, st_mb=1000):
         return {"runs": [
@@ -29,6 +42,11 @@ def test_miner_ratio_identity_and_memory():
     assert bs.miner_rows({3000: runs(10, 25, same=0.99)})[0]["verdict"] == "missed"
     assert bs.miner_rows({3000: runs(10, 25, nvr_mb=1200)})[0]["verdict"] == "missed"
     assert bs.miner_rows({10000: None})[0]["verdict"] == "not run"
+    two = runs(30, 25)
+    two["runs"].append({"setting": "naive", "tool": "nvr-onnxruntime", "wall_s": 12, "identical_lists": 1.0,
+                        "peak_rss_mb": 900})
+    row = bs.miner_rows({3000: two})[0]
+    assert row["verdict"] == "met" and "nvr-onnxruntime 2.08x" in row["measured"]    # any variant may meet it
 
 
 def test_search_uses_the_peak_of_the_same_run():
@@ -47,6 +65,10 @@ def test_training_and_gradient_cache():
     gc = [{"label": "nvr grad-cache", "batch": b, "peak_anon_mb": m} for b, m in ((64, 1000), (256, 960), (1024, 1030))]
     rows = bs.train_rows(cmp_rows, gc)
     assert [r["verdict"] for r in rows] == ["missed", "met", "met"]
+    bf16 = [{**cmp_rows[0], "label": "nvr bf16", "steps_per_s": v} for v in (2.0, 1.7, 2.1)]
+    sts = [{**cmp_rows[1], "steps_per_s": v} for v in (0.9, 1.0, 0.95)]
+    rows = bs.train_rows(cmp_rows[:1] + bf16 + sts, None)
+    assert rows[0]["verdict"] == "met" and rows[0]["measured"].startswith("2.11x")   # medians: 2.0 / 0.95
     gc_growing = [{"label": "nvr grad-cache", "batch": b, "peak_anon_mb": m} for b, m in ((64, 1000), (1024, 4000))]
     assert bs.train_rows(None, gc_growing)[-1]["verdict"] == "missed"
     assert bs.train_rows(None, None)[0]["verdict"] == "not run"

@@ -82,3 +82,11 @@ def test_stage_overhead_against_the_recorded_baseline(tmp_path, monkeypatch):
                                     {"what": "dvc repro, nothing to do (45 stages)", "median_s": noop}]}
     assert [r["verdict"] for r in bs.stage_rows(now(3.9, 3.0))] == ["met", "met"]
     assert [r["verdict"] for r in bs.stage_rows(now(6.2, 5.5))] == ["missed", "missed"]
+
+
+def test_teacher_cache_row():
+    d = {"model": "pkg:all-mpnet-base-v2", "n": 300, "first_s": 40.0, "second_s": 0.5, "identical": True}
+    assert bs.teacher_rows(d)[0]["verdict"] == "met"
+    assert bs.teacher_rows({**d, "identical": False})[0]["verdict"] == "missed"
+    assert bs.teacher_rows({**d, "second_s": 30.0})[0]["verdict"] == "missed"
+    assert bs.teacher_rows(None)[0]["verdict"] == "not run"

@@ -49,3 +49,13 @@ def test_false_negative_figure_falls_back_to_negatives_above_the_positive_on_bei
     figures.plot_false_negatives(R, tmp_path / "fn.png")
     assert drawn["heights"] == [25.0, 0.0]
     assert (tmp_path / "fn.png").stat().st_size > 1000
+
+
+def test_question_verdict_reads_sign_and_size():
+    v = commentary.question_verdict
+    assert v(0.017, 0.055, 0.0449).startswith("agrees with the paper") and "lies inside the interval" in v(0.017, 0.055, 0.0449)
+    assert "ruled out" in v(0.002, 0.020, 0.0449) and v(0.002, 0.020, 0.0449).startswith("agrees")
+    assert v(-0.021, 0.014, 0.0449).startswith("is not resolved") and "ruled out" in v(-0.021, 0.014, 0.0449)
+    assert v(-0.03, -0.01, 0.0449).startswith("**disagrees") and "ruled out" in v(-0.03, -0.01, 0.0449)
+    assert "lies inside" in v(-0.01, 0.06, 0.0449) and v(-0.01, 0.06, 0.0449).startswith("is not resolved")
+    assert "larger than the paper" in v(0.06, 0.09, 0.0449)

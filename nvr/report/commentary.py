@@ -64,6 +64,19 @@ def headline(R: Results) -> str:
     return "  \n".join(lines)
 
 
+def question_verdict(low: float, high: float, paper_gain: float) -> str:
+    """What a 95% interval ``[low, high]`` of our gain over naive top-k says about the paper's gain:
+    its sign (resolved or not) and whether an effect of the paper's size is inside the interval."""
+    size = (f"the paper's {paper_gain:+.4f} lies inside the interval" if low <= paper_gain <= high else
+            f"an effect as large as the paper's {paper_gain:+.4f} is ruled out (above the interval)"
+            if paper_gain > high else f"the gain is larger than the paper's {paper_gain:+.4f}")
+    if low > 0:
+        return f"agrees with the paper: positive-aware mining beats naive top-k here too; {size}"
+    if high < 0:
+        return f"**disagrees with the paper**: here it is worse than naive top-k; {size}"
+    return f"is not resolved here: the data cannot tell it from naive top-k; {size}"
+
+
 def method_commentary(R: Results) -> str:
     """What the method ablation resolves: each method against naive top-k with its interval,
     and the agreement of our order with the paper's."""
@@ -94,12 +107,7 @@ def method_commentary(R: Results) -> str:
     pk = R.paper_key(R.reference)
     if ref is not None and pk in paper.TABLE3:
         gain = paper.TABLE3[pk] - paper.TABLE3["naive"]
-        if ref.low > 0:
-            verdict = "agrees with the paper: positive-aware mining beats naive top-k here too"
-        elif ref.high < 0:
-            verdict = "**disagrees with the paper**: here it is worse than naive top-k"
-        else:
-            verdict = "is not resolved here: the data cannot tell it from naive top-k"
+        verdict = question_verdict(ref.low, ref.high, gain)
         parts.append(f"The paper's question, {R.label(R.reference)} vs {R.label(naive)}: {ref.text()} against the "
                      f"paper's {gain:+.4f}; this {verdict}.")
     parts.append(f"The paper's gaps come from 287k training examples on 334M-parameter students; ours from {setting(R)}.")

@@ -28,9 +28,12 @@ percpos095     relative_margin=0.05                  ``percpos095``
 
 How the two definitions line up (read before judging the identity columns):
 
-* Depth. ST searches ``range_max + max_positives`` (= depth + 1 here: every query has one
-  positive) and keeps the ``range_max`` best non-positive survivors; nvr gets
-  ``depth = range_max + 1`` and ``window=None``, so both see the same candidates.
+* Depth. ST searches ``range_max + max_positives`` candidates (6.2 and before) or
+  ``range_max + max_positives + 1`` (6.3 on: one more for an excluded candidate such as the
+  query's own text), = depth + 1 or + 2 here (every query has one positive), and keeps the
+  ``range_max`` best non-positive survivors; nvr gets the same ``depth`` (:func:`st_candidates`
+  reads which rule the installed version follows) and ``window=None``, so both see the same
+  candidates.
 * range_min vs shift. ST masks positives *and* score-filtered candidates to -inf, re-sorts,
   then drops the first ``range_min``: the skip counts survivors of the score filters. nvr's
   ``shift`` counts clean candidates (positives/duplicates removed) *before* score filters,
@@ -87,6 +90,16 @@ ST = "sentence-transformers"
 TIE_EPS = 1e-5  # score gap under which two encoders / scorers may legitimately disagree
 
 
+def st_candidates(range_max: int, max_positives: int = 1) -> int:
+    """How many candidates the installed sentence-transformers' ``mine_hard_negatives`` searches."""
+    import inspect
+
+    from sentence_transformers.util import mine_hard_negatives
+
+    src = inspect.getsource(mine_hard_negatives)
+    return range_max + max_positives + (1 if "num_extra_candidates = max_positives + 1" in src else 0)
+
+
 # --------------------------------------------------------------------------- child
 def _child(args) -> None:
     spec = json.loads(Path(args.spec).read_text())
@@ -120,7 +133,7 @@ def _child(args) -> None:
         sampler = PeakAnon()
         t0 = time.perf_counter()
         tc = build(TeacherConfig, {"kind": "dense", "model": spec["model"], "max_query_length": L,
-                                   "max_passage_length": L, "batch_size": bs, "depth": depth + 1,
+                                   "max_passage_length": L, "batch_size": bs, "depth": spec["nvr_depth"],
                                    "backend": spec["backend"]}, "bench")
         cands = rank_candidates(tc, q_ids, q_texts, doc_texts, id_matrix([[p] for p in pos]), seed=0,
                                 cache_dir=Path(cache), name="bench")
@@ -225,7 +238,8 @@ def main(argv=None) -> None:
     ap.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated of {', '.join(SETTINGS)}")
     ap.add_argument("--model", default="pkg:all-MiniLM-L6-v2")
     ap.add_argument("--num-negatives", type=int, default=4)
-    ap.add_argument("--depth", type=int, default=100, help="ST range_max; nvr depth = this + 1 (see notes)")
+    ap.add_argument("--depth", type=int, default=100,
+                    help="ST range_max; nvr depth = the number of candidates ST searches (see notes)")
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
@@ -243,6 +257,7 @@ def main(argv=None) -> None:
     backends = [b for b in args.nvr_backends.split(",") if b]
     nvr_tools = {("nvr" if b == "torch" else f"nvr-{b}"): b for b in backends}
     tools = (*nvr_tools, ST)
+    nvr_depth = st_candidates(args.depth)
     bad = [s for s in settings if s not in SETTINGS]
     if bad:
         raise SystemExit(f"unknown setting(s) {bad}; valid: {', '.join(SETTINGS)}")
@@ -269,7 +284,8 @@ def main(argv=None) -> None:
                 for tool in (tools if r % 2 == 0 else tools[::-1]):
                     spec = {"setting": s, "tool": tool, "backend": nvr_tools.get(tool, "torch"),
                             "inputs": str(tmp / "inputs.json"), "model": args.model,
-                            "n": args.num_negatives, "depth": args.depth, "max_length": args.max_length,
+                            "n": args.num_negatives, "depth": args.depth, "nvr_depth": nvr_depth,
+                            "max_length": args.max_length,
                             "batch_size": args.batch_size, "threads": args.threads,
                             "result": str(tmp / f"res_{s}_{tool}.json")}
                     (tmp / "spec.json").write_text(json.dumps(spec))
@@ -302,7 +318,7 @@ def main(argv=None) -> None:
     import torch
 
     print(f"\nmodel {args.model}, wiki max_docs={args.max_docs}: {nd} docs, {nq} queries; n={args.num_negatives}, "
-          f"ST range_max={args.depth} / nvr depth={args.depth + 1}, max length {args.max_length}, batch "
+          f"ST range_max={args.depth} / nvr depth={nvr_depth}, max length {args.max_length}, batch "
           f"{args.batch_size}, {args.threads} threads, CPU faiss (ST use_faiss=True: exact float32 IndexFlatIP), "
           f"sentence-transformers {sentence_transformers.__version__}, torch {torch.__version__}; "
           f"wall time includes model loading for both; best of {args.repeat}\n")
@@ -328,7 +344,7 @@ def main(argv=None) -> None:
 
         write_json(args.out, {"model": args.model, "max_docs": args.max_docs, "docs": nd, "queries": nq,
                               "num_negatives": args.num_negatives, "st_range_max": args.depth,
-                              "nvr_depth": args.depth + 1, "max_length": args.max_length, "nvr_backends": backends,
+                              "nvr_depth": nvr_depth, "max_length": args.max_length, "nvr_backends": backends,
                               "batch_size": args.batch_size, "threads": args.threads, "repeat": args.repeat,
                               "timing": "texts in memory -> negatives in memory, model loading included",
                               "runs": rows, "comparisons": comparisons})

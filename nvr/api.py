@@ -139,7 +139,10 @@ def mine_hard_negatives(dataset, model="pkg:all-MiniLM-L6-v2", *, anchor_column_
     if range_max is not None and range_max <= range_min:
         raise ConfigError(f"mine_hard_negatives: range_max ({range_max}) must exceed range_min ({range_min})")
     reach = range_max if range_max is not None else len(texts)
-    depth = max(1, min(reach + max_pos, len(texts)))
+    # sentence-transformers (6.3 on) searches range_max + max_positives + 1 candidates (one spare for an
+    # excluded candidate such as the query's own text), masks positives and filtered candidates, and keeps
+    # the best range_max survivors: the window counts candidates that passed the filters
+    depth = max(1, min(reach + max_pos + 1, len(texts)))
     prompts = prompts or {}
     prefix = query_prompt if query_prompt is not None else prompts.get("query", "")
     p_prefix = corpus_prompt if corpus_prompt is not None else next(
@@ -169,7 +172,7 @@ def mine_hard_negatives(dataset, model="pkg:all-MiniLM-L6-v2", *, anchor_column_
                        min_score=min_score, margin=absolute_margin, perc=perc, anchor=anchor,
                        selection=selection or ("uniform" if sampling_strategy == "random" else "top"),
                        temperature=temperature if temperature is not None else MiningConfig.temperature,
-                       shortfall=shortfall, seed=seed)
+                       shortfall=shortfall, seed=seed, window_after_filters=range_max is not None)
     cfg.validate("mine_hard_negatives")
     mined = cands.mine(cfg)
     doc_ids = [str(i) for i in range(len(texts))]

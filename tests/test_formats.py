@@ -142,8 +142,9 @@ def _api_data():
     {"output_format": "labeled-pair", "absolute_margin": 0.05},
     {"output_format": "triplet", "max_score": 0.5, "output_scores": True},
     {"output_format": "labeled-list", "relative_margin": 0.05, "min_score": 0.05},
+    {"output_format": "labeled-list", "max_score": 0.3, "range_max": 2, "num_negatives": 2},
 ], ids=["triplet", "labeled-list-scores", "n-tuple-range-min", "labeled-pair-margin", "triplet-max-score",
-        "labeled-list-relative-margin-min-score"])
+        "labeled-list-relative-margin-min-score", "filters-reach-past-range-max"])
 def test_api_matches_sentence_transformers(kwargs):
     """nvr.mine_hard_negatives with sentence-transformers' argument names gives its output."""
     import nvr
@@ -153,7 +154,8 @@ def test_api_matches_sentence_transformers(kwargs):
     from nvr.models import resolve_model
 
     ds, corpus = _api_data()
-    common = dict(corpus=corpus, range_max=4, num_negatives=N, batch_size=8, **kwargs)
+    common = dict(corpus=corpus, range_max=4, num_negatives=N, batch_size=8)
+    common.update(kwargs)
     model = SentenceTransformer(str(resolve_model("pkg:all-MiniLM-L6-v2")), device="cpu")
     model.max_seq_length = 256
     # the drop-in: the same SentenceTransformer object sentence-transformers gets

@@ -190,6 +190,9 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-compare", action="store_true", help="only the gradient-cache sweep")
     ap.add_argument("--repeats", type=int, default=1, help="runs of each compared configuration (alternating)")
     ap.add_argument("--bf16", action="store_true", help="also nvr with dtype bfloat16 (CPU autocast)")
+    ap.add_argument("--bf16-steps", type=int, default=None,
+                    help="steps of the bf16 runs (default --steps; fewer on a CPU that emulates bf16, ~20x slower)")
+    ap.add_argument("--bf16-repeats", type=int, default=None, help="repeats of the bf16 runs (default --repeats)")
     ap.add_argument("--timeout", type=int, default=1800)
     ap.add_argument("--out", help="write all rows as JSON here")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -204,9 +207,9 @@ def main(argv=None) -> int:
         for r in range(a.repeats):
             specs += [{**base, "framework": "nvr", "label": "nvr", "batch": a.batch, "steps": a.steps, "repeat": r},
                       {**base, "framework": "st", "label": "ST MNRL", "batch": a.batch, "steps": a.steps, "repeat": r}]
-            if a.bf16:
+            if a.bf16 and r < (a.bf16_repeats if a.bf16_repeats is not None else a.repeats):
                 specs.append({**base, "framework": "nvr", "label": "nvr bf16", "dtype": "bfloat16", "batch": a.batch,
-                              "steps": a.steps, "repeat": r})
+                              "steps": a.bf16_steps or a.steps, "repeat": r})
     for b in [int(x) for x in a.gc_batches.split(",") if x.strip()]:
         for fw in [x.strip() for x in a.gc_frameworks.split(",") if x.strip()]:
             specs.append({**base, "framework": fw, "label": "nvr grad-cache" if fw == "nvr" else "ST CachedMNRL",

@@ -69,6 +69,20 @@ def test_training_and_gradient_cache():
     sts = [{**cmp_rows[1], "steps_per_s": v} for v in (0.9, 1.0, 0.95)]
     rows = bs.train_rows(cmp_rows[:1] + bf16 + sts, None)
     assert rows[0]["verdict"] == "met" and rows[0]["measured"].startswith("2.11x")   # medians: 2.0 / 0.95
+    assert "bf16 21 steps x 3 repeats" in rows[0]["measured"]
+
+
+def test_short_bf16_run_only_where_bf16_is_emulated(monkeypatch):
+    monkeypatch.setattr(bs, "_cpu_flags", lambda: {"avx2", "avx512f"})
+    assert not bs.native_bf16()
+    short = [{"framework": "nvr", "label": "nvr bf16", "batch": 16, "steps": 6, "qlen": 32, "plen": 64,
+              "steps_per_s": 0.05}]
+    st = [{"framework": "st", "label": "ST MNRL", "batch": 16, "steps": 21, "qlen": 32, "plen": 64, "steps_per_s": 1.0}]
+    nv = [{**st[0], "framework": "nvr", "label": "nvr"}]
+    row = bs.train_rows(nv + st + short, None)[0]
+    assert row["verdict"] == "missed" and "bf16 6 steps x 1 repeats" in row["measured"] and "emulated" in row["measured"]
+    monkeypatch.setattr(bs, "_cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    assert bs.native_bf16() and "emulated" not in bs.train_rows(nv + st + short, None)[0]["measured"]
     gc_growing = [{"label": "nvr grad-cache", "batch": b, "peak_anon_mb": m} for b, m in ((64, 1000), (1024, 4000))]
     assert bs.train_rows(None, gc_growing)[-1]["verdict"] == "missed"
     assert bs.train_rows(None, None)[0]["verdict"] == "not run"

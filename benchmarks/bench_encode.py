@@ -54,6 +54,21 @@ def top10_overlap(q: np.ndarray, p: np.ndarray, q_ref: np.ndarray, p_ref: np.nda
     return float(np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a.tolist(), b.tolist())]))
 
 
+def _quantize_int8(encoder) -> None:
+    """A probe, not an nvr backend: the encoder's exported ONNX graph with its weights quantized to int8
+    per channel (ONNX Runtime's dynamic quantization; activations quantized per batch at run time)."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    b = encoder._backend
+    q8 = b.path.with_name(b.path.stem + ".int8.onnx")
+    if not q8.is_file():
+        quantize_dynamic(str(b.path), str(q8), weight_type=QuantType.QInt8, per_channel=True)
+    so = b.session.get_session_options()
+    b.session = ort.InferenceSession(str(q8), so, providers=["CPUExecutionProvider"])
+    b.path = q8
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="pkg:all-MiniLM-L6-v2")
@@ -62,7 +77,9 @@ def main(argv=None) -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--variants", default="nvr,nvr-onnxruntime,nvr-bf16")
+    ap.add_argument("--variants", default="nvr,nvr-onnxruntime,nvr-bf16",
+                    help="of nvr, nvr-onnxruntime, nvr-bf16 and ort-int8-probe (int8 dynamic quantization of the "
+                         "ONNX graph: measured for its speed and agreement, not an nvr backend)")
     ap.add_argument("--bf16-n", type=int, default=200,
                     help="passages for nvr-bf16 on a CPU without native bf16 (emulated: several times slower)")
     ap.add_argument("--out", default=None, help="write results as JSON here")
@@ -94,7 +111,10 @@ def main(argv=None) -> None:
     for v in variants:
         t0 = time.perf_counter()
         encoders[v] = Encoder(cfg(**{"nvr": {}, "nvr-onnxruntime": {"backend": "onnxruntime"},
+                                     "ort-int8-probe": {"backend": "onnxruntime"},
                                      "nvr-bf16": {"dtype": "bfloat16"}}[v]))
+        if v == "ort-int8-probe":
+            _quantize_int8(encoders[v])
         setup_s[v] = time.perf_counter() - t0
     tok = encoders[variants[0]].tokenizer if variants else st.tokenizer
     n_tok = [len(x) for x in tok(texts, truncation=True, max_length=args.max_length)["input_ids"]]

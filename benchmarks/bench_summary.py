@@ -231,7 +231,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     j = lambda name: out / f"{name}.json"  # noqa: E731
     lg = lambda name: out / f"{name}.log"  # noqa: E731
-    enc = _run("bench_encode", ["--n", "300" if q else "1000", "--max-length", "128", "--repeat", "1" if q else "3"],
+    enc = _run("bench_encode", ["--n", "300" if q else "1000", "--max-length", "128", "--repeat", "1" if q else "3",
+                                       "--variants", "nvr,nvr-onnxruntime,nvr-bf16,ort-int8-probe"],
                j("encode"), lg("encode"))
     docs = [3000] if q else [3000, 10000]
     mining = {n: _run("bench_mining", ["--max-docs", str(n), "--settings", "naive" if q else "naive,percpos095",

@@ -59,3 +59,30 @@ def test_question_verdict_reads_sign_and_size():
     assert v(-0.03, -0.01, 0.0449).startswith("**disagrees") and "ruled out" in v(-0.03, -0.01, 0.0449)
     assert "lies inside" in v(-0.01, 0.06, 0.0449) and v(-0.01, 0.06, 0.0449).startswith("is not resolved")
     assert "larger than the paper" in v(0.06, 0.09, 0.0449)
+
+
+def _per_query(values: dict[int, list[float]]) -> dict:
+    return {seed: {f"q{i}": v for i, v in enumerate(vals)} for seed, vals in values.items()}
+
+
+def test_teacher_commentary_gives_paired_intervals_and_seed_counts():
+    """Teachers are compared with the study teacher's student by paired differences with intervals,
+    each model pooled over its own seeds, never by an order of point estimates."""
+    study = config.load(ROOT / "profiles" / "scifact.yaml")   # teacher mpnet; ablation mpnet, minilm, bm25, random
+    rng = __import__("numpy").random.default_rng(0)
+    base = rng.uniform(0.3, 0.9, 200)
+    ref = study.reference_method
+    per_query = {
+        ref: _per_query({13: list(base), 14: list(base + 0.01), 15: list(base - 0.01)}),
+        "teacher-minilm": _per_query({13: list(base + rng.normal(0, 0.05, 200))}),   # within noise
+        "teacher-bm25": _per_query({13: list(base - 0.2)}),                             # clearly below
+    }
+    metrics = {name: {"ndcg_at_10": float(__import__("numpy").mean([v for s in pq.values() for v in s.values()]))}
+               for name, pq in per_query.items()}
+    R = Results(study=study, root=ROOT, methods=list(study.mining.methods), metrics=metrics, per_query=per_query)
+    text = commentary.teacher_commentary(R)
+    assert "minus the study teacher mpnet's" in text and "3 seeds" in text
+    assert "**resolved below** it: bm25 -0.2000 [" in text and "(1 seed)" in text
+    assert "**within noise**: minilm" in text
+    assert "random" not in text.split("Ours")[1].split("The paper's reading")[0]   # no student: not listed
+    assert "one training seed per teacher" not in text

@@ -115,17 +115,40 @@ def method_commentary(R: Results) -> str:
 
 
 def teacher_commentary(R: Results) -> str:
+    """Table 1 in words: each teacher's student against the study teacher's student, as a paired
+    difference with its 95% interval (each model pooled over the seeds it was trained with), and
+    how that order compares with the paper's."""
     from .tables import teacher_student
 
-    scored = {t: R.ndcg(teacher_student(R, t)) for t in R.study.teacher_ablation}
-    scored = {t: v for t, v in scored.items() if v is not None}
     text = (f"The paper ranks teachers by the NDCG@10 of students trained on their {R.label(R.reference)} negatives "
             "(Table 1): BM25 .5002 < random .5248 < the student itself as teacher .5494 < stronger dense teachers. ")
-    if len(scored) >= 2:
-        order = " > ".join(f"{t} {v:.4f}" for t, v in sorted(scored.items(), key=lambda kv: -kv[1]))
-        text += f"Ours, best first: {order} (one training seed per teacher). "
-    text += ("BM25 and random negatives rarely pick the semantically closest passages: fewer false negatives, "
-             "but weaker hard negatives.")
+    ref = teacher_student(R, R.study.teacher)
+    if ref is None or ref not in R.per_query:
+        return text + "The study teacher's student has no per-query scores here: the teachers cannot be compared."
+    seeds = lambda name: len(R.per_query[name])  # noqa: E731
+    up, down, tied = [], [], []
+    for t in R.study.teacher_ablation:
+        name = teacher_student(R, t)
+        d = R.difference(name, ref) if name and name != ref else None
+        if d is None:
+            continue
+        item = f"{t} {d.text()} ({seeds(name)} seed{'s' if seeds(name) != 1 else ''})"
+        (up if d.low > 0 else down if d.high < 0 else tied).append(item)
+    if not (up or down or tied):
+        return text + "No other teacher's student was trained and scored."
+    text += (f"Ours, each teacher's student minus the study teacher {R.study.teacher}'s "
+             f"({R.ndcg(ref):.4f}, {seeds(ref)} seed{'s' if seeds(ref) != 1 else ''}), paired over test queries with "
+             "a 95% bootstrap interval: ")
+    parts = []
+    if down:
+        parts.append("**resolved below** it: " + "; ".join(down))
+    if up:
+        parts.append("**resolved above** it (the paper's order has the stronger teacher ahead): " + "; ".join(up))
+    if tied:
+        parts.append("**within noise**: " + "; ".join(tied))
+    text += ". ".join(parts) + ". "
+    text += ("The paper's reading of its order: BM25 and random negatives rarely pick the semantically closest "
+             "passages, so they carry fewer false negatives but are weaker hard negatives.")
     return text
 
 

@@ -56,19 +56,11 @@ def _run(name: str, args: list[str], out: Path, log: Path) -> dict | list | None
     return json.loads(out.read_text())
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def native_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); without it torch emulates bf16."""
-    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+    from nvr.text.backends import cpu_has_native_bf16
+
+    return cpu_has_native_bf16()
 
 
 def cpu_summary() -> str:

@@ -73,7 +73,7 @@ def test_training_and_gradient_cache():
 
 
 def test_short_bf16_run_only_where_bf16_is_emulated(monkeypatch):
-    monkeypatch.setattr(bs, "_cpu_flags", lambda: {"avx2", "avx512f"})
+    monkeypatch.setattr("nvr.text.backends.cpu_has_native_bf16", lambda: False)   # avx2, avx512f only
     assert not bs.native_bf16()
     short = [{"framework": "nvr", "label": "nvr bf16", "batch": 16, "steps": 6, "qlen": 32, "plen": 64,
               "steps_per_s": 0.05}]
@@ -81,7 +81,7 @@ def test_short_bf16_run_only_where_bf16_is_emulated(monkeypatch):
     nv = [{**st[0], "framework": "nvr", "label": "nvr"}]
     row = bs.train_rows(nv + st + short, None)[0]
     assert row["verdict"] == "missed" and "bf16 6 steps x 1 repeats" in row["measured"] and "emulated" in row["measured"]
-    monkeypatch.setattr(bs, "_cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    monkeypatch.setattr("nvr.text.backends.cpu_has_native_bf16", lambda: True)    # avx512_bf16 too
     assert bs.native_bf16() and "emulated" not in bs.train_rows(nv + st + short, None)[0]["measured"]
     gc_growing = [{"label": "nvr grad-cache", "batch": b, "peak_anon_mb": m} for b, m in ((64, 1000), (1024, 4000))]
     assert bs.train_rows(None, gc_growing)[-1]["verdict"] == "missed"

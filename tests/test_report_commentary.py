@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import numpy as np
+
 from nvr import config
 from nvr.report import commentary
 from nvr.report.results import Results
@@ -69,7 +71,7 @@ def test_teacher_commentary_gives_paired_intervals_and_seed_counts():
     """Teachers are compared with the study teacher's student by paired differences with intervals,
     each model pooled over its own seeds, never by an order of point estimates."""
     study = config.load(ROOT / "profiles" / "scifact.yaml")   # teacher mpnet; ablation mpnet, minilm, bm25, random
-    rng = __import__("numpy").random.default_rng(0)
+    rng = np.random.default_rng(0)
     base = rng.uniform(0.3, 0.9, 200)
     ref = study.reference_method
     per_query = {
@@ -77,7 +79,7 @@ def test_teacher_commentary_gives_paired_intervals_and_seed_counts():
         "teacher-minilm": _per_query({13: list(base + rng.normal(0, 0.05, 200))}),   # within noise
         "teacher-bm25": _per_query({13: list(base - 0.2)}),                             # clearly below
     }
-    metrics = {name: {"ndcg_at_10": float(__import__("numpy").mean([v for s in pq.values() for v in s.values()]))}
+    metrics = {name: {"ndcg_at_10": float(np.mean([v for s in pq.values() for v in s.values()]))}
                for name, pq in per_query.items()}
     R = Results(study=study, root=ROOT, methods=list(study.mining.methods), metrics=metrics, per_query=per_query)
     text = commentary.teacher_commentary(R)

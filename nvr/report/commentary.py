@@ -125,19 +125,22 @@ def teacher_commentary(R: Results) -> str:
     ref = teacher_student(R, R.study.teacher)
     if ref is None or ref not in R.per_query:
         return text + "The study teacher's student has no per-query scores here: the teachers cannot be compared."
-    seeds = lambda name: len(R.per_query[name])  # noqa: E731
+    def seeds(name: str) -> str:
+        n = R.seeds(name)
+        return f"{n} seed{'s' if n != 1 else ''}"
+
     up, down, tied = [], [], []
     for t in R.study.teacher_ablation:
         name = teacher_student(R, t)
         d = R.difference(name, ref) if name and name != ref else None
         if d is None:
             continue
-        item = f"{t} {d.text()} ({seeds(name)} seed{'s' if seeds(name) != 1 else ''})"
+        item = f"{t} {d.text()} ({seeds(name)})"
         (up if d.low > 0 else down if d.high < 0 else tied).append(item)
     if not (up or down or tied):
         return text + "No other teacher's student was trained and scored."
     text += (f"Ours, each teacher's student minus the study teacher {R.study.teacher}'s "
-             f"({R.ndcg(ref):.4f}, {seeds(ref)} seed{'s' if seeds(ref) != 1 else ''}), paired over test queries with "
+             f"({R.ndcg(ref):.4f}, {seeds(ref)}), paired over test queries with "
              "a 95% bootstrap interval: ")
     parts = []
     if down:

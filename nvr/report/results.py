@@ -64,6 +64,10 @@ class Results:
         """The paper's method this study's method reproduces (by settings), else None."""
         return paper_method(self.study.mining_config(method)) if method in self.methods else None
 
+    def seeds(self, name: str | None) -> int | None:
+        """How many training seeds of model ``name`` have per-query scores (None: none scored)."""
+        return len(self.per_query[name]) if name in self.per_query else None
+
     def ndcg(self, name: str | None):
         m = self.metrics.get(name) if name else None
         return None if m is None else m.get("ndcg_at_10")

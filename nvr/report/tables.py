@@ -115,7 +115,7 @@ def teacher_table(R: Results):
         name = teacher_student(R, t)
         rows.append({"teacher": t, "paper row": row, "paper NDCG@10": paper.TABLE1.get(row),
                      "NDCG@10 (student on its negatives)": R.ndcg(name),
-                     "seeds": len(R.per_query[name]) if name in R.per_query else None, "mining": s.get("method"),
+                     "seeds": R.seeds(name), "mining": s.get("method"),
                      "false-negative rate": s.get("false_negative_rate"),
                      "mean negative score": s.get("mean_negative_score"), "queries with full set": s.get("queries_full")})
     return _frame(rows, "teacher")
